@@ -1,0 +1,157 @@
+"""The ``cnnctl`` command: each command parses its flags, makes one library call, prints.
+
+Errors become exit codes here and nowhere else: the user's mistakes (RecipeError,
+UserError) exit 2 with one message per problem; a failed job (CnnctlError) exits
+1; Ctrl-C exits 130. TensorFlow is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from cnnctl import __version__
+from cnnctl._tfimport import import_tensorflow
+from cnnctl.errors import CnnctlError, RecipeError
+from cnnctl.recipe.schema import EXPORT_FORMATS
+
+# TensorFlow's C++ start-up lines (CUDA probing, CPU features) are noise to a user;
+# an explicit TF_CPP_MIN_LOG_LEVEL in the environment still wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SET_HELP = "Override a recipe value: dotted key path = YAML value, e.g. train.epochs=3 (repeatable)."
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RecipeError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(exc.exit_code)
+        except CnnctlError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted; checkpoints written so far are kept in the run directory", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="cnnctl")
+def main() -> None:
+    """Turn a YAML recipe into a trained, evaluated and exported Keras model."""
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the layer table as JSON on stdout.")
+def check(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Validate RECIPE and print its layers, output shapes and parameter counts."""
+    from cnnctl.recipe import load_recipe
+
+    loaded = load_recipe(recipe, overrides)  # schema errors surface here, before TensorFlow loads
+    import_tensorflow()
+    from cnnctl.model import build_model, summary_dict
+
+    summary = summary_dict(build_model(loaded))
+    if as_json:
+        click.echo(json.dumps({"recipe": recipe, **summary}, indent=2))
+        return
+    from cnnctl.tables import format_table
+
+    rows = [(i, r["name"], r["class"], r["output_shape"], r["params"]) for i, r in enumerate(summary["layers"])]
+    click.echo(f"{summary['name']}: input {tuple(summary['input_shape'])}")
+    click.echo(format_table(["#", "layer", "class", "output shape", "params"], rows, "rlllr"))
+    click.echo(f"params: {summary['params']:,} (trainable {summary['trainable_params']:,}, "
+               f"non-trainable {summary['non_trainable_params']:,})")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds the runs.")
+@click.option("--name", default=None, help="Run name (default: the recipe's name).")
+def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | None) -> None:
+    """Train RECIPE into a new run directory; print it and the final metrics."""
+    from cnnctl.recipe import load_recipe
+
+    if name is not None:
+        overrides = (f"name={json.dumps(name)}", *overrides)
+    loaded = load_recipe(recipe, overrides)
+    import_tensorflow()
+    from cnnctl.train import train as train_recipe
+
+    click.echo(f"training {loaded.name}; run directory under {runs_dir}/{loaded.name}/", err=True)
+    result = train_recipe(loaded, runs_dir)
+    _print_metrics(result.metrics)
+    click.echo(f"run: {result.run.path}")
+
+
+@main.command(name="eval")
+@click.argument("run")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
+@click.option("--best", is_flag=True, help="Evaluate best.keras instead of model.keras.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+def evaluate(run: str, split: str, runs_dir: str, best: bool, as_json: bool) -> None:
+    """Evaluate the model of RUN (a run directory, or `latest`) on one split of its data."""
+    from cnnctl.rundir import resolve_run
+
+    run_dir = resolve_run(run, runs_dir)
+    import_tensorflow()
+    from cnnctl.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, split, "best.keras" if best else "model.keras")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from cnnctl.tables import format_table
+
+    metrics = result["metrics"]
+    click.echo(f"{result['run']} ({result['model']}), {split} split, {result['examples']:,} examples")
+    click.echo(format_table(["metric", "value"], list(metrics.items()), "lr"))
+
+
+@main.command()
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
+@click.argument("run")
+@click.option("--out", default=None, help="Where to write (default: RUN/export/FORMAT).")
+@click.option("--force", is_flag=True, help="Replace an existing export at the target path.")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
+def export(fmt: str, run: str, out: str | None, force: bool, runs_dir: str) -> None:
+    """Export RUN's model as FORMAT, then check it against the Keras model."""
+    from cnnctl.rundir import resolve_run
+
+    run_dir = resolve_run(run, runs_dir)
+    import_tensorflow()
+    from cnnctl.export import export_run
+
+    record = export_run(fmt, run_dir, out=out, force=force)
+    click.echo(f"{fmt}: {record['path']} (signature '{record['signature']}', input '{record['input']}'; "
+               f"matches Keras on {record['checked_examples']} examples, max |diff| {record['max_abs_diff']:.2g})")
+
+
+def _print_metrics(metrics: dict) -> None:
+    from cnnctl.tables import format_table
+
+    splits = [s for s in ("train", "validation", "test") if metrics.get(s)]
+    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
+    rows = [[s] + [metrics[s].get(n, "") for n in names] for s in splits]
+    click.echo(format_table(["split", *names], rows, "l" + "r" * len(names)))
+    best = metrics.get("best")
+    if best:
+        click.echo(f"best {best['monitor']}: {best['value']:.4f} at epoch {best['epoch']} (best.keras)")
+    click.echo(f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s, "
+               f"{metrics['images_per_sec']:,.0f} images/s")
+    for fmt, record in metrics.get("exports", {}).items():
+        click.echo(f"export {fmt}: {record['path']} (max |diff| vs Keras {record['max_abs_diff']:.2g})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

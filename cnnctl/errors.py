@@ -1,0 +1,55 @@
+"""One exception hierarchy; the CLI maps it to exit codes.
+
+- ``RecipeError`` and other ``UserError``s: the user's input is wrong -> exit 2.
+- ``CnnctlError``: the job itself failed (diverged, an export mismatch) -> exit 1.
+
+Anything else escaping the library is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+class CnnctlError(Exception):
+    """The job failed through no fault of the input: exit 1."""
+
+    exit_code = 1
+
+
+class UserError(CnnctlError):
+    """The user's input (flags, paths, files) is wrong: exit 2."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem in a recipe."""
+
+    where: str  # "recipe.yaml:12:5" or "--set train.epochs=3"
+    path: str  # "model.layers[3].Conv2D.padding"; "" for the whole document
+    message: str
+
+    def __str__(self) -> str:
+        prefix = f"{self.where}: " if self.where else ""
+        path = f"{self.path}: " if self.path else ""
+        return f"{prefix}{path}{self.message}"
+
+
+class RecipeError(UserError):
+    """One or more problems in a recipe, each with its location."""
+
+    def __init__(self, problems: Iterable[Problem] | Problem):
+        if isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

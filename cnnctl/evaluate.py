@@ -1,0 +1,23 @@
+"""RunDir -> metrics on one split of the run's own data."""
+
+from __future__ import annotations
+
+from cnnctl.data import build_datasets
+from cnnctl.errors import UserError
+from cnnctl.model.saved import load_keras_model
+from cnnctl.recipe import load_recipe
+from cnnctl.rundir import RunDir
+from cnnctl.train import compile_model
+
+
+def evaluate_run(run: RunDir, split: str = "test", model_file: str = "model.keras") -> dict:
+    """Loss and the recipe's metrics of the run's model on ``split`` (train, validation, test)."""
+    recipe = load_recipe(str(run / "recipe.yaml"))
+    model = load_keras_model(run / model_file)
+    data = build_datasets(recipe)
+    if data.sizes[split] == 0:
+        raise UserError(f"the {split} split of {run.path} is empty (data.split.{split} is 0)")
+    compile_model(model, recipe)
+    result = model.evaluate(data[split], return_dict=True, verbose=0)
+    return {"run": str(run.path), "model": model_file, "split": split, "examples": data.sizes[split],
+            "metrics": {k: float(v) for k, v in result.items()}}

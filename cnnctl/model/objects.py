@@ -1,0 +1,188 @@
+"""Keras objects named in a recipe: layers, optimizers, losses, metrics, regularizers.
+
+A recipe names Keras classes exactly as Keras spells them and passes their
+keyword arguments unchanged. This module resolves those names over a vetted
+list (never ``keras.layers.deserialize``, never an import), checks arguments
+against the constructor's signature, and turns every mistake into a located
+``RecipeError`` with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import keras
+
+from cnnctl.errors import RecipeError, did_you_mean
+from cnnctl.recipe.schema import Recipe
+
+# Public keras.layers classes a recipe may not name, and why.
+REFUSED_LAYERS = {
+    "Lambda": "it runs arbitrary Python code; write the operation as layers, or use a cnnctl layer",
+    "TFSMLayer": "it loads a SavedModel from disk at build time",
+    "JaxLayer": "it wraps an arbitrary JAX function",
+    "FlaxLayer": "it wraps an arbitrary Flax module",
+    "TorchModuleWrapper": "it wraps an arbitrary PyTorch module",
+    "Layer": "it is the abstract base class; name a concrete layer",
+    "Wrapper": "it is an abstract base class; use Bidirectional or TimeDistributed",
+    "InputLayer": "the input is declared by model.input",
+    "RNN": "it needs a cell object; use SimpleRNN, LSTM or GRU",
+    "StackedRNNCells": "it needs cell objects; stack SimpleRNN, LSTM or GRU layers instead",
+    "Pipeline": "it needs layer objects; list the layers in model.layers instead",
+}
+
+# Arguments whose value is itself a layer spec (wrappers).
+_NESTED_LAYER_ARGS = {"layer", "backward_layer"}
+
+_FAMILIES = {
+    "_regularizer": keras.regularizers,
+    "_initializer": keras.initializers,
+    "_constraint": keras.constraints,
+}
+
+
+def layer_classes() -> dict[str, type]:
+    """Every ``keras.layers`` class a recipe may name, by its Keras name."""
+    out = {}
+    for name in dir(keras.layers):
+        obj = getattr(keras.layers, name)
+        if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and name not in REFUSED_LAYERS:
+            out[name] = obj
+    return out
+
+
+def split_spec(spec: Any) -> tuple[str, dict]:
+    """``"Flatten"`` or ``{"Conv2D": {...}}`` -> ``(class name, arguments)``."""
+    if isinstance(spec, str):
+        return spec, {}
+    (name, args), = spec.items()
+    return name, dict(args or {})
+
+
+def build_layer(spec: Any, recipe: Recipe, path: tuple) -> keras.layers.Layer:
+    """One layer from its recipe spec; ``path`` locates it in the recipe for errors."""
+    name, args = split_spec(spec)
+    classes = layer_classes()
+    if name in REFUSED_LAYERS:
+        raise RecipeError(recipe.problem(path, f"layer {name} is not allowed in a recipe: {REFUSED_LAYERS[name]}"))
+    cls = classes.get(name)
+    if cls is None:
+        hint = did_you_mean(name, classes) or _case_hint(name, classes)
+        raise RecipeError(recipe.problem(path, f"unknown Keras layer '{name}'{hint}"))
+    for key in _NESTED_LAYER_ARGS & set(args):
+        args[key] = build_layer(args[key], recipe, path + (name, key))
+    return instantiate(cls, args, recipe, path + (name,))
+
+
+def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
+    """``cls(**args)`` after checking the argument names and resolving nested objects."""
+    allowed = accepted_arguments(cls)
+    problems = []
+    for key in args:
+        if key not in allowed:
+            hint = did_you_mean(key, allowed)
+            problems.append(recipe.problem(path + (key,), f"{cls.__name__} has no argument '{key}'{hint}"))
+    if problems:
+        raise RecipeError(problems)
+    kwargs = {}
+    for key, value in args.items():
+        family = next((m for suffix, m in _FAMILIES.items() if key.endswith(suffix)), None)
+        kwargs[key] = value if family is None else _family_object(family, key, value, recipe, path + (key,))
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # a constructor's complaint about its arguments, whatever its type
+        message = _first_line(exc)
+        if any(isinstance(v, bool) and (k in message or "bool" in message) for k, v in args.items()):
+            message += " (YAML reads unquoted yes/no/on/off as true/false: quote the value if you meant a word)"
+        raise RecipeError(recipe.problem(path, message)) from None
+
+
+def accepted_arguments(cls: type) -> list[str]:
+    """Keyword arguments ``cls`` takes, including the base Layer's (name, dtype, ...)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(names))
+
+
+def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tuple) -> Any:
+    """A regularizer, initializer or constraint: a name, a shorthand, or ``{Class: {args}}``."""
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    if module is keras.regularizers and isinstance(value, dict) and value and set(value) <= {"l1", "l2"}:
+        return keras.regularizers.L1L2(l1=value.get("l1", 0.0), l2=value.get("l2", 0.0))
+    if isinstance(value, dict) and len(value) == 1:
+        (name, args), = value.items()
+        cls = getattr(module, str(name), None)
+        if isinstance(cls, type):
+            return instantiate(cls, dict(args or {}), recipe, path + (name,))
+        known = [n for n in dir(module) if isinstance(getattr(module, n), type)]
+        if module is keras.regularizers:
+            known += ["l1", "l2"]
+        raise RecipeError(recipe.problem(path, f"unknown {key.split('_')[-1]} '{name}'{did_you_mean(name, known)}"))
+    shorthand = " ({l1: x}, {l2: x} or {l1: x, l2: y})" if module is keras.regularizers else ""
+    raise RecipeError(
+        recipe.problem(path, f"expected a Keras name{shorthand} or {{ClassName: {{arguments}}}}, got {value!r}")
+    )
+
+
+def build_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
+    spec = recipe.train.optimizer
+    path = ("train", "optimizer")
+    name, args = split_spec(spec)
+    classes = {n: c for n, c in vars(keras.optimizers).items()
+               if isinstance(c, type) and issubclass(c, keras.optimizers.Optimizer)
+               and n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")}
+    by_lower = {n.lower(): n for n in classes}
+    cls = classes.get(name) or classes.get(by_lower.get(name.lower(), ""))
+    if cls is None:
+        raise RecipeError(recipe.problem(path, f"unknown Keras optimizer '{name}'{did_you_mean(name, classes)}"))
+    return instantiate(cls, args, recipe, path + ((name,) if isinstance(spec, dict) else ()))
+
+
+def build_loss(recipe: Recipe) -> Any:
+    return _loss_or_metric(recipe.train.loss, keras.losses, keras.losses.Loss, recipe, ("train", "loss"))
+
+
+def build_metrics(recipe: Recipe) -> list:
+    return [
+        _loss_or_metric(spec, keras.metrics, keras.metrics.Metric, recipe, ("train", "metrics", i))
+        for i, spec in enumerate(recipe.train.metrics)
+    ]
+
+
+def _loss_or_metric(spec: Any, module: Any, base: type, recipe: Recipe, path: tuple) -> Any:
+    kind = "loss" if module is keras.losses else "metric"
+    name, args = split_spec(spec)
+    if isinstance(spec, str):
+        if kind == "metric" and name in ("accuracy", "acc", "crossentropy", "ce"):
+            return name  # compile() picks the right variant for the loss
+        try:
+            module.get(name)
+        except ValueError:
+            known = [n for n in dir(module) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+            raise RecipeError(recipe.problem(path, f"unknown Keras {kind} '{name}'{did_you_mean(name, known)}")) from None
+        return name
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        known = [n for n in dir(module) if isinstance(getattr(module, n), type)]
+        raise RecipeError(recipe.problem(path, f"unknown Keras {kind} class '{name}'{did_you_mean(name, known)}"))
+    return instantiate(cls, args, recipe, path + (name,))
+
+
+def _case_hint(name: str, choices) -> str:
+    for choice in choices:
+        if choice.lower() == name.lower():
+            return f" (did you mean '{choice}'? Keras names are case-sensitive)"
+    return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

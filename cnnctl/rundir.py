@@ -1,0 +1,120 @@
+"""The run directory: create it, lock it, write into it atomically, find it again.
+
+Layout (DESIGN 2)::
+
+    runs/<name>/<YYYYmmdd-HHMMSS>[-k]/
+      recipe.yaml  model.keras  best.keras  checkpoints/  logs/train  logs/validation
+      history.csv  metrics.json  export/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from cnnctl.errors import UserError
+
+RECIPE = "recipe.yaml"
+LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @classmethod
+    def create(cls, runs_dir: str | os.PathLike, name: str) -> "RunDir":
+        """A new, empty run directory under ``runs_dir/name``; never one another process has."""
+        parent = Path(runs_dir) / name
+        parent.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for k in range(1000):
+            path = parent / (stamp if k == 0 else f"{stamp}-{k}")
+            try:
+                path.mkdir()  # atomic: fails if another process made it first
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise UserError(f"{parent}: could not find a free run directory name for {stamp}")
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``.lock`` (pid and host) while a process writes into this run."""
+        lock = self.path / LOCK
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock.read_text(errors="replace").strip() or "unknown"
+            raise UserError(f"{self.path} is in use by another process ({holder}); "
+                            f"if that process is dead, delete {lock}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return atomic_write_text(self.path / name, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def read_json(self, name: str) -> Any:
+        with open(self.path / name, encoding="utf-8") as f:
+            return json.load(f)
+
+    def update_json(self, name: str, **fields: Any) -> Path:
+        data = self.read_json(name) if (self.path / name).exists() else {}
+        data.update(fields)
+        return self.write_json(name, data)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write to a temporary name, fsync, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def save_model_atomic(model: Any, path: Path) -> Path:
+    """``model.save`` to a temporary ``.keras`` file, then rename over ``path``."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def resolve_run(run: str, runs_dir: str | os.PathLike = "runs") -> RunDir:
+    """A run directory from a path, or ``latest`` for the newest run under ``runs_dir``."""
+    if run == "latest":
+        candidates = sorted(Path(runs_dir).glob(f"*/*/{RECIPE}"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise UserError(f"no runs under {runs_dir}/ yet: train one with `cnnctl train RECIPE`, "
+                            "or give the run directory")
+        return RunDir(candidates[-1].parent)
+    path = Path(run)
+    if not path.exists():
+        raise UserError(f"{run}: no such run directory")
+    if not (path / RECIPE).is_file():
+        hint = ""
+        inner = sorted(path.glob(f"*/{RECIPE}")) or sorted(path.glob(f"*/*/{RECIPE}"))
+        if inner:
+            hint = f"; runs inside it include {inner[-1].parent}"
+        raise UserError(f"{run} is not a run directory (it has no {RECIPE}){hint}")
+    return RunDir(path)

@@ -1,0 +1,182 @@
+"""Model + datasets -> a trained run directory (DESIGN 2).
+
+``train(recipe)`` creates the run, writes the resolved recipe, builds the data
+and the model, checks they fit together, trains with Keras's own ``fit``, and
+writes model.keras, metrics.json and the recipe's exports. Keras's progress
+bar goes to stderr so that stdout carries only results.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+import cnnctl
+from cnnctl.data import Datasets, build_datasets
+from cnnctl.errors import RecipeError, did_you_mean
+from cnnctl.model import build_model
+from cnnctl.model.objects import build_loss, build_metrics, build_optimizer, split_spec
+from cnnctl.recipe import Recipe, dump_recipe
+from cnnctl.rundir import RunDir, atomic_write_text, save_model_atomic
+
+_SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "iou")
+
+
+@dataclass
+class TrainResult:
+    run: RunDir
+    metrics: dict
+
+
+def compile_model(model: keras.Model, recipe: Recipe) -> None:
+    """``model.compile`` with the recipe's optimizer, loss and metrics (by keyword: Keras 3)."""
+    model.compile(optimizer=build_optimizer(recipe), loss=build_loss(recipe), metrics=build_metrics(recipe))
+
+
+def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
+    """The model's input shape and output size must match the data, before any training."""
+    expected = tuple(model.inputs[0].shape[1:])
+    if expected != tuple(data.element_shape):
+        raise RecipeError(recipe.problem(
+            ("model", "input"),
+            f"the model takes inputs of shape {list(expected)} but the data gives {list(data.element_shape)}",
+        ))
+    loss_name, _ = split_spec(recipe.train.loss)
+    units = model.outputs[0].shape[-1]
+    if loss_name in _SPARSE_LOSSES and units != data.num_classes:
+        last = len(recipe.model.layers) - 1
+        raise RecipeError(recipe.problem(
+            ("model", "layers", last),
+            f"the last layer gives {units} outputs but the data has {data.num_classes} classes "
+            f"(labels 0..{data.num_classes - 1}); give it {data.num_classes} units",
+        ))
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "max" if any(word in monitor for word in _HIGHER_IS_BETTER) else "min"
+
+
+def _check_monitor(model: keras.Model, recipe: Recipe, has_validation: bool) -> None:
+    monitor = recipe.train.monitor
+    if monitor is None:
+        return
+    names = ["loss"] + [m if isinstance(m, str) else m.name for m in build_metrics(recipe)]
+    known = names + ([f"val_{n}" for n in names] if has_validation else [])
+    if monitor not in known:
+        why = "" if has_validation or not monitor.startswith("val_") else " (data.split.validation is 0: no val_ metrics)"
+        raise RecipeError(recipe.problem(
+            ("train", "monitor"),
+            f"'{monitor}' is not a metric of this run{why}{did_you_mean(monitor, known)}; "
+            f"choose one of {', '.join(known)}",
+        ))
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """After each epoch: history.csv, checkpoints/last.keras (model + optimizer), state.json, best.keras.
+
+    Every file is rewritten whole under a temporary name and renamed, so a crash
+    leaves the previous epoch's files intact. Epochs are counted from 1.
+    """
+
+    def __init__(self, run: RunDir, monitor: str | None, mode: str):
+        super().__init__()
+        self.run = run
+        self.monitor = monitor
+        self.mode = monitor_mode(monitor, mode) if monitor else mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.rows: list[dict] = []
+        (run / "checkpoints").mkdir(exist_ok=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.rows.append({"epoch": epoch + 1, **logs})
+        columns = list(dict.fromkeys(k for row in self.rows for k in row))
+        lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in self.rows]
+        atomic_write_text(self.run / "history.csv", "\n".join(lines) + "\n")
+        save_model_atomic(self.model, self.run / "checkpoints" / "last.keras")
+        self.run.write_json("checkpoints/state.json", {"epoch": epoch + 1, "logs": logs})
+        value = logs.get(self.monitor) if self.monitor else None
+        if value is None or not np.isfinite(value):
+            return
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self.best_epoch = value, epoch + 1
+            save_model_atomic(self.model, self.run / "best.keras")
+
+
+def versions() -> dict:
+    import tensorflow as tf
+
+    return {"cnnctl": cnnctl.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> TrainResult:
+    """Train ``recipe`` into a new run directory under ``runs_dir``; return it and its metrics."""
+    started = time.perf_counter()
+    run = RunDir.create(runs_dir, recipe.name)
+    with run.locked():
+        atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))
+        data = build_datasets(recipe)
+        model = build_model(recipe)
+        check_fits_data(model, data, recipe)
+        compile_model(model, recipe)
+        has_validation = data.sizes["validation"] > 0
+        _check_monitor(model, recipe, has_validation)
+
+        recorder = RunRecorder(run, recipe.train.monitor, recipe.train.mode)
+        callbacks: list[Any] = [recorder]
+        if recipe.log.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
+        fit_started = time.perf_counter()
+        with redirect_stdout(sys.stderr):
+            history = model.fit(
+                data["train"],
+                validation_data=data["validation"] if has_validation else None,
+                epochs=recipe.train.epochs,
+                callbacks=callbacks,
+                verbose=1 if progress else 0,
+            )
+        fit_seconds = time.perf_counter() - fit_started
+        save_model_atomic(model, run / "model.keras")
+
+        last = {k: float(v[-1]) for k, v in history.history.items()}
+        metrics: dict[str, Any] = {
+            "name": recipe.name,
+            "epochs": len(history.epoch),
+            "train": {k: v for k, v in last.items() if not k.startswith("val_")},
+            "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
+        }
+        if data.sizes["test"] > 0:
+            test = model.evaluate(data["test"], return_dict=True, verbose=0)
+            metrics["test"] = {k: float(v) for k, v in test.items()}
+        if recorder.best_epoch is not None:
+            metrics["best"] = {"monitor": recorder.monitor, "mode": recorder.mode,
+                               "value": recorder.best, "epoch": recorder.best_epoch}
+        metrics.update({
+            "examples": data.sizes,
+            "params": model.count_params(),
+            "train_seconds": round(fit_seconds, 3),
+            "images_per_sec": round(data.sizes["train"] * len(history.epoch) / fit_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "versions": versions(),
+        })
+        run.write_json("metrics.json", metrics)
+
+        if recipe.export:
+            from cnnctl.export import write_export
+
+            for fmt in recipe.export:
+                write_export(fmt, run, model, data)
+            metrics = run.read_json("metrics.json")
+    return TrainResult(run=run, metrics=metrics)
