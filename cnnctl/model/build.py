@@ -21,12 +21,18 @@ def build_model(recipe: Recipe) -> keras.Model:
     that cannot take its input, and that input's shape.
     """
     keras.utils.set_random_seed(recipe.seed)
+    layers, problems = [], []
+    for i, spec in enumerate(recipe.model.layers):  # construct all first: report every bad layer at once
+        try:
+            layers.append(build_layer(spec, recipe, ("model", "layers", i)))
+        except RecipeError as exc:
+            problems += exc.problems
+    if problems:
+        raise RecipeError(problems)
     model = keras.Sequential(name=recipe.name)
     model.add(keras.Input(shape=tuple(recipe.model.input), name=INPUT_NAME))
     incoming = (None, *recipe.model.input)
-    for i, spec in enumerate(recipe.model.layers):
-        path = ("model", "layers", i)
-        layer = build_layer(spec, recipe, path)
+    for i, (spec, layer) in enumerate(zip(recipe.model.layers, layers)):
         try:
             model.add(layer)
         except Exception as exc:  # Keras raises ValueError, TypeError or backend errors here
@@ -34,7 +40,7 @@ def build_model(recipe: Recipe) -> keras.Model:
             before = "the input" if i == 0 else f"layers[{i - 1}]"
             raise RecipeError(
                 recipe.problem(
-                    path,
+                    ("model", "layers", i),
                     f"{name} cannot take the output of {before}, of shape {_shape(incoming)}: "
                     f"{str(exc).strip().splitlines()[0]}",
                 )

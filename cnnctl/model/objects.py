@@ -82,7 +82,7 @@ def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
     for key in args:
         if key not in allowed:
             hint = did_you_mean(key, allowed)
-            problems.append(recipe.problem(path + (key,), f"{cls.__name__} has no argument '{key}'{hint}"))
+            problems.append(recipe.problem(path + (key,), f"{cls.__name__} has no argument '{key}'{hint}", key=True))
     if problems:
         raise RecipeError(problems)
     kwargs = {}

@@ -121,10 +121,10 @@ class Recipe(Section):
 
     _located: Optional[Located] = PrivateAttr(default=None)
 
-    def problem(self, path: tuple, message: str):
+    def problem(self, path: tuple, message: str, *, key: bool = False):
         """A Problem located at ``path`` in the recipe file (or the --set that gave it)."""
         from cnnctl.errors import Problem
         from cnnctl.recipe.yaml_loader import format_path
 
-        where = self._located.where(path) if self._located else ""
+        where = self._located.where(path, key=key) if self._located else ""
         return Problem(where, format_path(path), message)
