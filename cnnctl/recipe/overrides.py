@@ -43,7 +43,11 @@ def apply_override(doc: Located, assignment: str) -> None:
     if not sep:
         raise RecipeError(Problem(where, "", "expected KEY=VALUE, e.g. --set train.epochs=3"))
     path = parse_path(key.strip(), where)
-    value = load_yaml(raw, source=where).data
+    try:
+        value = load_yaml(raw, source=where).data
+    except RecipeError as exc:
+        message = exc.problems[0].message
+        raise RecipeError(Problem(where, format_path(path), f"the value is {message}")) from None
     node = doc.data
     for depth, part in enumerate(path[:-1]):
         here = path[: depth + 1]

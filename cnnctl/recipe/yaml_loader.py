@@ -83,8 +83,13 @@ def _mark(source: str, node: yaml.Node) -> str:
     return f"{source}:{m.line + 1}:{m.column + 1}"
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _construct(node: yaml.Node, loader: _Loader, doc: Located, path: Path) -> Any:
     doc.marks[path] = _mark(doc.source, node)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        raise RecipeError(Problem(_mark(doc.source, node), format_path(path), _tag_refused(node.tag)))
     if isinstance(node, yaml.MappingNode):
         seen: dict = {}
         for key_node, _ in node.value:
@@ -125,14 +130,14 @@ def _construct_scalar(node: yaml.Node, loader: _Loader, doc: Located, path: Path
             Problem(
                 _mark(doc.source, node),
                 format_path(path),
-                f"YAML tag '{_short_tag(node.tag)}' is not allowed: "
-                "a recipe holds data, never Python objects",
+                _tag_refused(node.tag),
             )
         ) from exc
 
 
-def _short_tag(tag: str) -> str:
-    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+def _tag_refused(tag: str) -> str:
+    short = "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+    return f"YAML tag '{short}' is not allowed: a recipe holds data, never Python objects"
 
 
 def load_yaml(text: str, source: str = "<string>") -> Located:

@@ -1,0 +1,101 @@
+"""Recipe.model -> keras.Model: Keras names and arguments, shapes, parameter counts, errors."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from cnnctl.errors import RecipeError
+from cnnctl.model import build_model, summary_dict
+from cnnctl.recipe import load_recipe, load_recipe_text
+from tests.conftest import DIGITS
+
+
+def same_out(size: int, stride: int) -> int:
+    """TensorFlow's SAME padding: out = ceil(in / stride)."""
+    return math.ceil(size / stride)
+
+
+def test_digits_network_shapes_follow_the_same_padding_formula():
+    summary = summary_dict(build_model(load_recipe(str(DIGITS))))
+    shapes = [layer["output_shape"] for layer in summary["layers"]]
+    conv2 = same_out(8, 2)  # 4
+    pool = same_out(conv2, 2)  # 2
+    assert shapes == [[8, 8, 10], [conv2, conv2, 5], [4, 4, 5], [4, 4, 5], [pool, pool, 5],
+                      [pool * pool * 5], [50], [10]]
+    assert [layer["class"] for layer in summary["layers"]] == [
+        "Conv2D", "Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D", "Flatten", "Dense", "Dense"]
+
+
+def test_digits_network_parameters_match_a_hand_count():
+    summary = summary_dict(build_model(load_recipe(str(DIGITS))))
+    conv = lambda k, cin, cout: (k * k * cin + 1) * cout  # noqa: E731  (kh*kw*cin + 1) * cout
+    expected = [conv(3, 1, 10), conv(3, 10, 5), 4 * 5, 0, 0, 0, (20 + 1) * 50, (50 + 1) * 10]
+    assert [layer["params"] for layer in summary["layers"]] == expected
+    assert summary["params"] == sum(expected) == 2135
+    assert summary["non_trainable_params"] == 10  # batch norm moving mean and variance
+
+
+def recipe_with(layers: str, extra: str = ""):
+    return load_recipe_text(f"name: t\nmodel:\n  input: [8, 8, 1]\n  layers:\n{layers}{extra}", "r.yaml")
+
+
+def errors(layers: str) -> list:
+    with pytest.raises(RecipeError) as err:
+        build_model(recipe_with(layers))
+    return err.value.problems
+
+
+def test_regularizer_shorthand_adds_its_loss():
+    model = build_model(recipe_with("    - Flatten\n    - Dense: {units: 2, kernel_regularizer: {l2: 0.5}}\n"))
+    dense = model.layers[-1]
+    assert isinstance(dense.kernel_regularizer, keras.regularizers.L1L2)
+    model(np.zeros((1, 8, 8, 1), "float32"))
+    kernel = dense.kernel.numpy()
+    assert float(sum(model.losses)) == pytest.approx(0.5 * float(np.sum(kernel ** 2)), rel=1e-5)
+
+
+def test_l1_and_l2_together_and_initializer_by_class():
+    model = build_model(recipe_with(
+        "    - Flatten\n    - Dense: {units: 2, kernel_regularizer: {l1: 0.1, l2: 0.2},"
+        " kernel_initializer: {HeNormal: {seed: 3}}}\n"))
+    reg = model.layers[-1].kernel_regularizer
+    assert (float(reg.l1), float(reg.l2)) == pytest.approx((0.1, 0.2))
+    assert isinstance(model.layers[-1].kernel_initializer, keras.initializers.HeNormal)
+
+
+def test_wrapper_takes_a_nested_layer():
+    model = load_recipe_text("name: t\nmodel:\n  input: [8, 8]\n  layers:\n"
+                             "    - Bidirectional: {layer: {LSTM: {units: 4}}}\n"
+                             "    - Dense: {units: 10}\n", "r.yaml")
+    assert summary_dict(build_model(model))["layers"][0]["output_shape"] == [8]
+
+
+def test_unknown_layer_and_argument_have_did_you_mean():
+    found = errors("    - Conv2d: {filters: 3}\n    - Dense: {units: 3, activaton: relu}\n")
+    assert [(p.where, p.path) for p in found] == [("r.yaml:5:7", "model.layers[0]"),
+                                                  ("r.yaml:6:25", "model.layers[1].Dense.activaton")]
+    assert "unknown Keras layer 'Conv2d'" in found[0].message and "'Conv2D'" in found[0].message
+    assert "did you mean 'activation'" in found[1].message
+
+
+def test_lambda_is_refused_with_the_reason():
+    (p,) = errors("    - Lambda: {function: x}\n")
+    assert "not allowed" in p.message and "arbitrary Python code" in p.message
+
+
+def test_keras_constructor_complaint_is_located():
+    (p,) = errors("    - Conv2D: {filters: -8, kernel_size: 3}\n")
+    assert p.path == "model.layers[0].Conv2D" and "filters=-8" in p.message
+
+
+def test_yaml_boolean_where_a_word_was_meant_is_explained():
+    (p,) = errors("    - Conv2D: {filters: 8, kernel_size: 3, padding: no}\n")
+    assert "yes/no/on/off" in p.message
+
+
+def test_shape_mismatch_names_the_layer_and_incoming_shape():
+    (p,) = errors("    - Flatten\n    - Conv1D: {filters: 3, kernel_size: 2}\n")
+    assert p.path == "model.layers[1]"
+    assert "Conv1D cannot take the output of layers[0], of shape (batch, 64)" in p.message
