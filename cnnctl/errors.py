@@ -9,8 +9,8 @@ Anything else escaping the library is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 class CnnctlError(Exception):

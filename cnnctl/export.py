@@ -36,7 +36,8 @@ def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = Fals
         return write_export(fmt, run, model, build_datasets(recipe), out=out, force=force)
 
 
-def write_export(fmt: str, run: RunDir, model, data: Datasets, out: str | None = None, force: bool = False) -> dict:
+def write_export(fmt: str, run: RunDir, model, data: Datasets, *, out: str | None = None,
+                 force: bool = False) -> dict:
     """Write, verify and record one export of ``model`` (the caller holds the run's lock)."""
     target = export_target(fmt, run, out, force)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,7 @@ def verify_savedmodel(path: Path, model, x: np.ndarray) -> dict:
     expected = np.asarray(model(x, training=False))
     batch_diff = _max_diff(run_signature(x), expected, "a batch", path)
     single_diff = _max_diff(run_signature(x[:1]), expected[:1], "a batch of one", path)
-    return {"input": input_name, "checked_examples": int(len(x)),
+    return {"input": input_name, "checked_examples": len(x),
             "max_abs_diff": batch_diff, "max_abs_diff_batch_of_one": single_diff}
 
 

@@ -13,10 +13,11 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cnnctl.errors import UserError
 
@@ -29,7 +30,7 @@ class RunDir:
     path: Path
 
     @classmethod
-    def create(cls, runs_dir: str | os.PathLike, name: str) -> "RunDir":
+    def create(cls, runs_dir: str | os.PathLike, name: str) -> RunDir:
         """A new, empty run directory under ``runs_dir/name``; never one another process has."""
         parent = Path(runs_dir) / name
         parent.mkdir(parents=True, exist_ok=True)

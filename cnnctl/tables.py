@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:
@@ -12,7 +13,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: s
     align = align.ljust(len(headers), "l")
 
     def line(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)).rstrip()
+        parts = zip(row, widths, align, strict=True)
+        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

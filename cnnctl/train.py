@@ -73,7 +73,9 @@ def _check_monitor(model: keras.Model, recipe: Recipe, has_validation: bool) -> 
     names = ["loss"] + [m if isinstance(m, str) else m.name for m in build_metrics(recipe)]
     known = names + ([f"val_{n}" for n in names] if has_validation else [])
     if monitor not in known:
-        why = "" if has_validation or not monitor.startswith("val_") else " (data.split.validation is 0: no val_ metrics)"
+        why = ""
+        if not has_validation and monitor.startswith("val_"):
+            why = " (data.split.validation is 0: no val_ metrics)"
         raise RecipeError(recipe.problem(
             ("train", "monitor"),
             f"'{monitor}' is not a metric of this run{why}{did_you_mean(monitor, known)}; "
@@ -144,6 +146,7 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
                 data["train"],
                 validation_data=data["validation"] if has_validation else None,
                 epochs=recipe.train.epochs,
+                shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset
                 callbacks=callbacks,
                 verbose=1 if progress else 0,
             )

@@ -32,7 +32,7 @@ def build_model(recipe: Recipe) -> keras.Model:
     model = keras.Sequential(name=recipe.name)
     model.add(keras.Input(shape=tuple(recipe.model.input), name=INPUT_NAME))
     incoming = (None, *recipe.model.input)
-    for i, (spec, layer) in enumerate(zip(recipe.model.layers, layers)):
+    for i, (spec, layer) in enumerate(zip(recipe.model.layers, layers, strict=False)):
         try:
             model.add(layer)
         except Exception as exc:  # Keras raises ValueError, TypeError or backend errors here

@@ -71,8 +71,8 @@ def build_layer(spec: Any, recipe: Recipe, path: tuple) -> keras.layers.Layer:
         hint = did_you_mean(name, classes) or _case_hint(name, classes)
         raise RecipeError(recipe.problem(path, f"unknown Keras layer '{name}'{hint}"))
     for key in _NESTED_LAYER_ARGS & set(args):
-        args[key] = build_layer(args[key], recipe, path + (name, key))
-    return instantiate(cls, args, recipe, path + (name,))
+        args[key] = build_layer(args[key], recipe, (*path, name, key))
+    return instantiate(cls, args, recipe, (*path, name))
 
 
 def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
@@ -82,13 +82,13 @@ def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
     for key in args:
         if key not in allowed:
             hint = did_you_mean(key, allowed)
-            problems.append(recipe.problem(path + (key,), f"{cls.__name__} has no argument '{key}'{hint}", key=True))
+            problems.append(recipe.problem((*path, key), f"{cls.__name__} has no argument '{key}'{hint}", key=True))
     if problems:
         raise RecipeError(problems)
     kwargs = {}
     for key, value in args.items():
         family = next((m for suffix, m in _FAMILIES.items() if key.endswith(suffix)), None)
-        kwargs[key] = value if family is None else _family_object(family, key, value, recipe, path + (key,))
+        kwargs[key] = value if family is None else _family_object(family, key, value, recipe, (*path, key))
     try:
         return cls(**kwargs)
     except Exception as exc:  # a constructor's complaint about its arguments, whatever its type
@@ -113,7 +113,7 @@ def accepted_arguments(cls: type) -> list[str]:
 
 def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tuple) -> Any:
     """A regularizer, initializer or constraint: a name, a shorthand, or ``{Class: {args}}``."""
-    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    if value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
         return value
     if module is keras.regularizers and isinstance(value, dict) and value and set(value) <= {"l1", "l2"}:
         return keras.regularizers.L1L2(l1=value.get("l1", 0.0), l2=value.get("l2", 0.0))
@@ -121,11 +121,12 @@ def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tupl
         (name, args), = value.items()
         cls = getattr(module, str(name), None)
         if isinstance(cls, type):
-            return instantiate(cls, dict(args or {}), recipe, path + (name,))
+            return instantiate(cls, dict(args or {}), recipe, (*path, name))
         known = [n for n in dir(module) if isinstance(getattr(module, n), type)]
         if module is keras.regularizers:
             known += ["l1", "l2"]
-        raise RecipeError(recipe.problem(path, f"unknown {key.split('_')[-1]} '{name}'{did_you_mean(name, known)}"))
+        family = key.rsplit("_", maxsplit=1)[-1]
+        raise RecipeError(recipe.problem(path, f"unknown {family} '{name}'{did_you_mean(name, known)}"))
     shorthand = " ({l1: x}, {l2: x} or {l1: x, l2: y})" if module is keras.regularizers else ""
     raise RecipeError(
         recipe.problem(path, f"expected a Keras name{shorthand} or {{ClassName: {{arguments}}}}, got {value!r}")
@@ -167,13 +168,14 @@ def _loss_or_metric(spec: Any, module: Any, base: type, recipe: Recipe, path: tu
             module.get(name)
         except ValueError:
             known = [n for n in dir(module) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
-            raise RecipeError(recipe.problem(path, f"unknown Keras {kind} '{name}'{did_you_mean(name, known)}")) from None
+            message = f"unknown Keras {kind} '{name}'{did_you_mean(name, known)}"
+            raise RecipeError(recipe.problem(path, message)) from None
         return name
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         known = [n for n in dir(module) if isinstance(getattr(module, n), type)]
         raise RecipeError(recipe.problem(path, f"unknown Keras {kind} class '{name}'{did_you_mean(name, known)}"))
-    return instantiate(cls, args, recipe, path + (name,))
+    return instantiate(cls, args, recipe, (*path, name))
 
 
 def _case_hint(name: str, choices) -> str:

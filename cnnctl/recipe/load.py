@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import typing
-from typing import Iterable
+from collections.abc import Iterable
 
 import pydantic
 import yaml

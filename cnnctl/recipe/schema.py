@@ -9,7 +9,7 @@ that needs Keras.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -73,7 +73,7 @@ class SplitSpec(Section):
     test: Fraction = 0.2
 
     @model_validator(mode="after")
-    def _leaves_training_data(self) -> "SplitSpec":
+    def _leaves_training_data(self) -> SplitSpec:
         if self.validation + self.test >= 1.0:
             raise ValueError(
                 f"validation ({self.validation}) + test ({self.test}) leave nothing to train on; "
@@ -100,7 +100,7 @@ class TrainSpec(Section):
     optimizer: KerasObject = "adam"
     loss: KerasObject = "sparse_categorical_crossentropy"
     metrics: list[KerasObject] = ["accuracy"]
-    monitor: Optional[str] = "val_loss"
+    monitor: str | None = "val_loss"
     mode: Literal["auto", "min", "max"] = "auto"
 
 
@@ -119,7 +119,7 @@ class Recipe(Section):
     log: LogSpec = LogSpec()
     export: list[Literal["savedmodel"]] = []
 
-    _located: Optional[Located] = PrivateAttr(default=None)
+    _located: Located | None = PrivateAttr(default=None)
 
     def problem(self, path: tuple, message: str, *, key: bool = False):
         """A Problem located at ``path`` in the recipe file (or the --set that gave it)."""

@@ -47,7 +47,7 @@ _Loader.add_implicit_resolver(
         |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
         |[-+]?\.(?:inf|Inf|INF)
         |\.(?:nan|NaN|NAN))$""",
-        re.X,
+        re.VERBOSE,
     ),
     list("-+0123456789."),
 )
@@ -100,7 +100,7 @@ def _construct(node: yaml.Node, loader: _Loader, doc: Located, path: Path) -> An
                 raise RecipeError(
                     Problem(
                         _mark(doc.source, key_node),
-                        format_path(path + (key,)),
+                        format_path((*path, key)),
                         f"duplicate key '{key}' (first given at line {seen[key]}); "
                         "YAML would keep only the last value, so give it once",
                     )
@@ -110,11 +110,11 @@ def _construct(node: yaml.Node, loader: _Loader, doc: Located, path: Path) -> An
         out = {}
         for key_node, value_node in node.value:
             key = _construct_scalar(key_node, loader, doc, path)
-            doc.key_marks[path + (key,)] = _mark(doc.source, key_node)
-            out[key] = _construct(value_node, loader, doc, path + (key,))
+            doc.key_marks[(*path, key)] = _mark(doc.source, key_node)
+            out[key] = _construct(value_node, loader, doc, (*path, key))
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, loader, doc, path + (i,)) for i, v in enumerate(node.value)]
+        return [_construct(v, loader, doc, (*path, i)) for i, v in enumerate(node.value)]
     return _construct_scalar(node, loader, doc, path)
 
 

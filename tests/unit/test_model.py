@@ -30,7 +30,8 @@ def test_digits_network_shapes_follow_the_same_padding_formula():
 
 def test_digits_network_parameters_match_a_hand_count():
     summary = summary_dict(build_model(load_recipe(str(DIGITS))))
-    conv = lambda k, cin, cout: (k * k * cin + 1) * cout  # noqa: E731  (kh*kw*cin + 1) * cout
+    def conv(k, cin, cout):
+        return (k * k * cin + 1) * cout
     expected = [conv(3, 1, 10), conv(3, 10, 5), 4 * 5, 0, 0, 0, (20 + 1) * 50, (50 + 1) * 10]
     assert [layer["params"] for layer in summary["layers"]] == expected
     assert summary["params"] == sum(expected) == 2135
