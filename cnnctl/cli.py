@@ -50,26 +50,67 @@ def main() -> None:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the layer table as JSON on stdout.")
-def check(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Validate RECIPE and print its layers, output shapes and parameter counts."""
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--graph", "graph_file", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the layer graph to this file (.svg or .png).")
+def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: str | None) -> None:
+    """Validate RECIPE and explain its model: shapes, parameters, MACs/FLOPs, receptive field."""
     from cnnctl.recipe import load_recipe
 
-    loaded = load_recipe(recipe, overrides)  # schema errors surface here, before TensorFlow loads
+    if graph_file is not None and os.path.splitext(graph_file)[1].lower() not in (".svg", ".png"):
+        raise click.BadParameter(f"{graph_file}: give a .svg or .png file name", param_hint="--graph")
+    loaded = load_recipe(recipe, overrides)  # recipe errors surface here, before TensorFlow loads
     import_tensorflow()
-    from cnnctl.model import build_model, summary_dict
+    from cnnctl.model import build, check_report
 
-    summary = summary_dict(build_model(loaded))
+    report = check_report(build(loaded))
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    if graph_file is not None:
+        from cnnctl.model.draw import render_graph
+
+        render_graph(_graph_nodes(report), graph_file, title=report["name"])
+        click.echo(f"graph: {graph_file}", err=True)
     if as_json:
-        click.echo(json.dumps({"recipe": recipe, **summary}, indent=2))
+        click.echo(json.dumps({"recipe": recipe, **report}, indent=2))
         return
+    _print_check(report)
+
+
+def _graph_nodes(report: dict) -> list[dict]:
+    nodes = [{"name": i["name"], "class": "Input", "output_shape": i["shape"], "params": 0, "inputs": []}
+             for i in report["inputs"]]
+    return nodes + [{k: layer[k] for k in ("name", "class", "output_shape", "params", "inputs")}
+                    for layer in report["layers"]]
+
+
+def _print_check(report: dict) -> None:
+    from cnnctl.model.report import format_count
     from cnnctl.tables import format_table
 
-    rows = [(i, r["name"], r["class"], r["output_shape"], r["params"]) for i, r in enumerate(summary["layers"])]
-    click.echo(f"{summary['name']}: input {tuple(summary['input_shape'])}")
-    click.echo(format_table(["#", "layer", "class", "output shape", "params"], rows, "rlllr"))
-    click.echo(f"params: {summary['params']:,} (trainable {summary['trainable_params']:,}, "
-               f"non-trainable {summary['non_trainable_params']:,})")
+    graph = any(len(layer["inputs"]) != 1 or layer["shares"] for layer in report["layers"]) or len(
+        report["inputs"]) > 1 or len(report["outputs"]) > 1
+    inputs = ", ".join(f"{i['name']} {tuple(i['shape'])}" for i in report["inputs"])
+    click.echo(f"{report['name']}: input {inputs}")
+    headers = ["#", "layer", "class", "output shape", "params", "MACs"] + (["reads"] if graph else [])
+    rows = []
+    for i, layer in enumerate(report["layers"]):
+        shape = "(" + ", ".join("None" if d is None else str(d) for d in layer["output_shape"]) + ")"
+        params = f"shares {layer['shares']}" if layer["shares"] else f"{layer['params']:,}"
+        row = [i, layer["name"], layer["class"], shape, params, format_count(layer["macs"])]
+        rows.append(row + ([", ".join(layer["inputs"])] if graph else []))
+    click.echo(format_table(headers, rows, "rlllrr"))
+    click.echo(f"params: {report['params']:,} (trainable {report['trainable_params']:,}, "
+               f"non-trainable {report['non_trainable_params']:,})")
+    uncounted = f" (not counted: {', '.join(report['uncounted_layers'])})" if report["uncounted_layers"] else ""
+    click.echo(f"MACs: {report['macs']:,}  FLOPs: {report['flops']:,} per example{uncounted}")
+    if len(report["outputs"]) > 1:
+        click.echo("outputs: " + ", ".join(f"{o['name']} {tuple(o['shape'])}" for o in report["outputs"]))
+    field = report["receptive_field"]
+    if field:
+        size = "x".join(map(str, field["size"]))
+        stride = "x".join(map(str, field["stride"]))
+        click.echo(f"receptive field of {field['layer']}: {size} input pixels, stride {stride}")
 
 
 @main.command()

@@ -7,7 +7,7 @@ from cnnctl.errors import UserError
 from cnnctl.model.saved import load_keras_model
 from cnnctl.recipe import load_recipe
 from cnnctl.rundir import RunDir
-from cnnctl.train import compile_model
+from cnnctl.train import compile_model, for_outputs
 
 
 def evaluate_run(run: RunDir, split: str = "test", model_file: str = "model.keras") -> dict:
@@ -18,6 +18,6 @@ def evaluate_run(run: RunDir, split: str = "test", model_file: str = "model.kera
     if data.sizes[split] == 0:
         raise UserError(f"the {split} split of {run.path} is empty (data.split.{split} is 0)")
     compile_model(model, recipe)
-    result = model.evaluate(data[split], return_dict=True, verbose=0)
+    result = model.evaluate(for_outputs(data[split], len(model.outputs)), return_dict=True, verbose=0)
     return {"run": str(run.path), "model": model_file, "split": split, "examples": data.sizes[split],
             "metrics": {k: float(v) for k, v in result.items()}}

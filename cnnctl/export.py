@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -76,16 +77,22 @@ def verify_savedmodel(path: Path, model, x: np.ndarray) -> dict:
     serve = loaded.signatures[SIGNATURE]
     (input_name,) = serve.structured_input_signature[1].keys()
 
-    def run_signature(batch: np.ndarray) -> np.ndarray:
+    def run_signature(batch: np.ndarray) -> list[np.ndarray]:
         outputs = serve(**{input_name: tf.constant(batch)})
-        (value,) = outputs.values()
-        return value.numpy()
+        return [outputs[name].numpy() for name in sorted(outputs, key=_output_index)]
 
-    expected = np.asarray(model(x, training=False))
-    batch_diff = _max_diff(run_signature(x), expected, "a batch", path)
-    single_diff = _max_diff(run_signature(x[:1]), expected[:1], "a batch of one", path)
+    expected = [np.asarray(y) for y in keras.tree.flatten(model(x, training=False))]
+    batch_diff = single_diff = 0.0
+    for got_batch, got_one, want in zip(run_signature(x), run_signature(x[:1]), expected, strict=True):
+        batch_diff = max(batch_diff, _max_diff(got_batch, want, "a batch", path))
+        single_diff = max(single_diff, _max_diff(got_one, want[:1], "a batch of one", path))
     return {"input": input_name, "checked_examples": len(x),
             "max_abs_diff": batch_diff, "max_abs_diff_batch_of_one": single_diff}
+
+
+def _output_index(name: str) -> int:
+    """``output_10`` sorts after ``output_9``."""
+    return int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 0
 
 
 def _max_diff(got: np.ndarray, expected: np.ndarray, what: str, path: Path) -> float:

@@ -37,27 +37,65 @@ class TrainResult:
 
 
 def compile_model(model: keras.Model, recipe: Recipe) -> None:
-    """``model.compile`` with the recipe's optimizer, loss and metrics (by keyword: Keras 3)."""
-    model.compile(optimizer=build_optimizer(recipe), loss=build_loss(recipe), metrics=build_metrics(recipe))
+    """``model.compile`` with the recipe's optimizer, losses and metrics (by keyword: Keras 3).
+
+    Per-output settings (``loss: {exit1: ..., final: ...}``) become lists in the
+    model's output order; one loss or one metric list applies to every output.
+    """
+    outputs = recipe.graph.output_names
+    several = len(outputs) > 1
+    loss_weights = recipe.train.loss_weights
+    if isinstance(loss_weights, dict):
+        loss_weights = [loss_weights.get(name, 1.0) for name in outputs]
+    metrics = build_metrics(recipe)
+    if several and not isinstance(recipe.train.metrics, dict):
+        metrics = [list(metrics) for _ in outputs]
+    model.compile(optimizer=build_optimizer(recipe), loss=build_loss(recipe), loss_weights=loss_weights,
+                  metrics=metrics)
+
+
+def for_outputs(dataset, count: int):
+    """Give every output of a multi-output model the same labels (e.g. the exits of an early-exit net)."""
+    if count == 1:
+        return dataset
+    return dataset.map(lambda x, y: (x, (y,) * count))
 
 
 def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
-    """The model's input shape and output size must match the data, before any training."""
+    """The model's inputs and output sizes must match the data, before any training."""
+    graph = recipe.graph
+    if len(model.inputs) != 1:
+        names = ", ".join(graph.inputs)
+        raise RecipeError(recipe.problem(
+            ("model", "inputs"),
+            f"the model has {len(model.inputs)} inputs ({names}) but data source '{recipe.data.source}' "
+            "gives one; a model with several inputs needs a data source that gives several",
+        ))
     expected = tuple(model.inputs[0].shape[1:])
     if expected != tuple(data.element_shape):
+        where = ("model", "input") if recipe.model.input is not None else ("model", "inputs")
         raise RecipeError(recipe.problem(
-            ("model", "input"),
-            f"the model takes inputs of shape {list(expected)} but the data gives {list(data.element_shape)}",
+            where, f"the model takes inputs of shape {list(expected)} but the data gives {list(data.element_shape)}",
         ))
-    loss_name, _ = split_spec(recipe.train.loss)
-    units = model.outputs[0].shape[-1]
-    if loss_name in _SPARSE_LOSSES and units != data.num_classes:
-        last = len(recipe.model.layers) - 1
-        raise RecipeError(recipe.problem(
-            ("model", "layers", last),
-            f"the last layer gives {units} outputs but the data has {data.num_classes} classes "
-            f"(labels 0..{data.num_classes - 1}); give it {data.num_classes} units",
-        ))
+    losses = recipe.train.loss if _per_output(recipe.train.loss, graph.output_names) else None
+    for i, (name, tensor) in enumerate(zip(graph.output_names, model.outputs, strict=True)):
+        loss = losses.get(name) if losses else recipe.train.loss
+        loss_name, _ = split_spec(loss) if loss is not None else ("", {})
+        units = tensor.shape[-1]
+        if loss_name in _SPARSE_LOSSES and units != data.num_classes:
+            if recipe.model.layers is not None:
+                where = ("model", "layers", len(recipe.model.layers) - 1)
+            else:
+                where = ("model", "graph", name) if name in (recipe.model.graph or {}) else ("model", "outputs", i)
+            raise RecipeError(recipe.problem(
+                where,
+                f"output '{name}' gives {units} values but the data has {data.num_classes} classes "
+                f"(labels 0..{data.num_classes - 1}); give its last layer {data.num_classes} units",
+            ))
+
+
+def _per_output(value, outputs) -> bool:
+    return isinstance(value, dict) and (len(value) > 1 or set(value) <= set(outputs))
 
 
 def monitor_mode(monitor: str, mode: str) -> str:
@@ -70,7 +108,10 @@ def _check_monitor(model: keras.Model, recipe: Recipe, has_validation: bool) -> 
     monitor = recipe.train.monitor
     if monitor is None:
         return
-    names = ["loss"] + [m if isinstance(m, str) else m.name for m in build_metrics(recipe)]
+    metric_names = [m if isinstance(m, str) else m.name for m in keras.tree.flatten(build_metrics(recipe))]
+    names = ["loss", *metric_names]
+    if len(model.outputs) > 1:  # Keras 3 names them <output>_loss, <output>_<metric>
+        names += [f"{o}_{m}" for o in model.output_names for m in ["loss", *metric_names]]
     known = names + ([f"val_{n}" for n in names] if has_validation else [])
     if monitor not in known:
         why = ""
@@ -142,9 +183,10 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
         fit_started = time.perf_counter()
         with redirect_stdout(sys.stderr):
+            outputs = len(model.outputs)
             history = model.fit(
-                data["train"],
-                validation_data=data["validation"] if has_validation else None,
+                for_outputs(data["train"], outputs),
+                validation_data=for_outputs(data["validation"], outputs) if has_validation else None,
                 epochs=recipe.train.epochs,
                 shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset
                 callbacks=callbacks,
@@ -161,7 +203,7 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
             "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
         }
         if data.sizes["test"] > 0:
-            test = model.evaluate(data["test"], return_dict=True, verbose=0)
+            test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
             metrics["test"] = {k: float(v) for k, v in test.items()}
         if recorder.best_epoch is not None:
             metrics["best"] = {"monitor": recorder.monitor, "mode": recorder.mode,

@@ -1,90 +1,155 @@
-"""Recipe.model -> keras.Model, and the layer table ``cnnctl check`` prints."""
+"""Recipe.model -> keras.Model, and the per-call rows ``cnnctl check`` prints.
+
+The recipe stage (``cnnctl.recipe.graph``) has already expanded blocks and
+resolved ``from``/``share`` into a flat list of calls; here each call becomes a
+Keras layer call. A plain chain becomes ``keras.Sequential``, anything else a
+functional ``keras.Model``, as a Keras user would have written it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import keras
 
-from cnnctl.errors import RecipeError
-from cnnctl.model.objects import build_layer, split_spec
+from cnnctl.errors import Problem, RecipeError
+from cnnctl.model.objects import layer_classes, make_layer
+from cnnctl.recipe.graph import Call, Graph
 from cnnctl.recipe.schema import Recipe
 
-INPUT_NAME = "image"
+
+@dataclass
+class Built:
+    """A model with what was learnt while building it: the layer and output of every call."""
+
+    model: keras.Model
+    graph: Graph
+    layers: dict[str, keras.layers.Layer]  # call key -> layer (the shared one for a share call)
+    tensors: dict[str, Any]  # call key or input name -> symbolic output
 
 
 def build_model(recipe: Recipe) -> keras.Model:
-    """A built ``keras.Sequential`` from ``model: {input, layers}``.
+    """The recipe's model, built (its weights exist), seeded by ``recipe.seed``."""
+    return build(recipe).model
 
-    Layers are added one at a time so that a shape mistake names the layer
-    that cannot take its input, and that input's shape.
-    """
+
+def build(recipe: Recipe) -> Built:
     keras.utils.set_random_seed(recipe.seed)
-    layers, problems = [], []
-    for i, spec in enumerate(recipe.model.layers):  # construct all first: report every bad layer at once
+    graph = recipe.graph
+    layers = _construct_layers(recipe, graph)
+    inputs = {name: keras.Input(shape=tuple(spec.shape), dtype=spec.dtype, name=name)
+              for name, spec in graph.inputs.items()}
+    tensors: dict[str, Any] = dict(inputs)
+    if graph.sequential:
+        model = keras.Sequential(name=recipe.name)
+        model.add(next(iter(inputs.values())))
+        for call in graph.calls:
+            layer = layers[call.key]
+            try:
+                model.add(layer)
+            except Exception as exc:  # Keras raises ValueError, TypeError or backend errors here
+                raise RecipeError(_shape_problem(recipe, call, layers, tensors, exc)) from None
+            tensors[call.key] = layer.output
+    else:
+        for call in graph.calls:
+            given = [tensors[key] for key in call.inputs]
+            try:
+                tensors[call.key] = layers[call.key](given[0] if len(given) == 1 else given)
+            except Exception as exc:  # as above: any complaint of a layer about its inputs
+                raise RecipeError(_shape_problem(recipe, call, layers, tensors, exc)) from None
+        outputs = [tensors[key] for key in graph.outputs]
+        model = keras.Model(
+            inputs=list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())),
+            outputs=outputs if len(outputs) > 1 else outputs[0],
+            name=recipe.name,
+        )
+    return Built(model, graph, layers, tensors)
+
+
+def _construct_layers(recipe: Recipe, graph: Graph) -> dict[str, keras.layers.Layer]:
+    """Every layer object, before any is called: all bad layers are reported at once."""
+    problems: list[Problem] = []
+    for block in sorted(set(recipe.model.blocks) & set(layer_classes())):
+        problems.append(recipe.problem(("model", "blocks", block),
+                                       f"block '{block}' has the name of a Keras layer; rename it", key=True))
+    layers: dict[str, keras.layers.Layer] = {}
+    for call in graph.calls:
+        if call.share is not None:
+            continue
         try:
-            layers.append(build_layer(spec, recipe, ("model", "layers", i)))
+            layers[call.key] = make_layer(call.cls, call.args, recipe, call.path)
         except RecipeError as exc:
-            problems += exc.problems
+            problems += [dataclasses.replace(p, message=p.message + call.context) for p in exc.problems]
     if problems:
-        raise RecipeError(problems)
-    model = keras.Sequential(name=recipe.name)
-    model.add(keras.Input(shape=tuple(recipe.model.input), name=INPUT_NAME))
-    incoming = (None, *recipe.model.input)
-    for i, (spec, layer) in enumerate(zip(recipe.model.layers, layers, strict=False)):
-        try:
-            model.add(layer)
-        except Exception as exc:  # Keras raises ValueError, TypeError or backend errors here
-            name, _ = split_spec(spec)
-            before = "the input" if i == 0 else f"layers[{i - 1}]"
-            raise RecipeError(
-                recipe.problem(
-                    ("model", "layers", i),
-                    f"{name} cannot take the output of {before}, of shape {_shape(incoming)}: "
-                    f"{str(exc).strip().splitlines()[0]}",
-                )
-            ) from None
-        incoming = tuple(layer.output.shape)
-    return model
+        seen: set = set()
+        raise RecipeError([p for p in problems if not ((p.where, p.path) in seen or seen.add((p.where, p.path)))])
+    for call in graph.calls:
+        if call.share is not None:
+            layers[call.key] = layers[call.share]
+    return layers
+
+
+def _shape_problem(recipe: Recipe, call: Call, layers: dict, tensors: dict, exc: Exception) -> Problem:
+    """Name the layer that cannot take its input, the layer(s) that gave it, and their shapes."""
+    cls = type(layers[call.key]).__name__
+    sources = [f"{_label(key, layers)}, of shape {shape_text(_shape_of(tensors[key]))}" for key in call.inputs]
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = reason.split("is incompatible with the layer: ")[-1].split(" Full shape received")[0]
+    if len(sources) == 1:
+        message = f"{cls} cannot take the output of {sources[0]}: {reason}"
+    else:
+        message = f"{cls} cannot combine {' and '.join(sources)}: {reason}"
+    return recipe.problem(call.path, message + call.context)
+
+
+def _label(key: str, layers: dict) -> str:
+    if key not in layers:
+        return f"input '{key}'"
+    layer = layers[key]
+    return f"'{layer.name}' ({type(layer).__name__})"
+
+
+def _shape_of(tensor: Any) -> tuple:
+    first = tensor[0] if isinstance(tensor, (list, tuple)) else tensor
+    return tuple(first.shape)
+
+
+def shape_text(shape: tuple) -> str:
+    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
 
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One call of one layer, as ``cnnctl check`` shows it."""
+
     name: str
     cls: str
     output_shape: list  # without the batch dimension
-    params: int
+    params: int  # 0 for a call that reuses a layer listed earlier
     trainable_params: int
+    inputs: list[str]  # names of the rows (or model inputs) it reads
+    shares: str | None  # the name of the layer whose weights it reuses
 
 
-def summarize(model: keras.Model) -> list[LayerRow]:
-    """One row per layer: name, Keras class, output shape (batch aside), parameters."""
-    rows = []
-    for layer in model.layers:
-        shape = list(layer.output.shape)[1:]
-        trainable = sum(math.prod(w.shape) for w in layer.trainable_weights)
-        rows.append(LayerRow(layer.name, type(layer).__name__, shape, layer.count_params(), trainable))
+def summarize(built: Built) -> list[LayerRow]:
+    """One row per layer call, in graph order."""
+    rows, names = [], {name: name for name in built.graph.inputs}
+    for call in built.graph.calls:
+        layer = built.layers[call.key]
+        name = layer.name if call.share is None else call.key
+        names[call.key] = name
+        shared = call.share is not None
+        trainable = 0 if shared else sum(math.prod(w.shape) for w in layer.trainable_weights)
+        rows.append(LayerRow(
+            name=name,
+            cls=type(layer).__name__,
+            output_shape=list(_shape_of(built.tensors[call.key]))[1:],
+            params=0 if shared else layer.count_params(),
+            trainable_params=trainable,
+            inputs=[names[key] for key in call.inputs],
+            shares=layer.name if shared else None,
+        ))
     return rows
-
-
-def summary_dict(model: keras.Model) -> dict:
-    """The JSON ``cnnctl check --json`` prints."""
-    rows = summarize(model)
-    layers = []
-    for row in rows:
-        item = asdict(row)
-        item["class"] = item.pop("cls")
-        layers.append(item)
-    return {
-        "name": model.name,
-        "input_shape": list(model.inputs[0].shape)[1:],
-        "layers": layers,
-        "params": model.count_params(),
-        "trainable_params": sum(r.trainable_params for r in rows),
-        "non_trainable_params": model.count_params() - sum(r.trainable_params for r in rows),
-    }
-
-
-def _shape(shape: tuple) -> str:
-    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"

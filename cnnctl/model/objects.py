@@ -9,6 +9,7 @@ against the constructor's signature, and turns every mistake into a located
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -42,14 +43,17 @@ _FAMILIES = {
 }
 
 
+@functools.cache
 def layer_classes() -> dict[str, type]:
-    """Every ``keras.layers`` class a recipe may name, by its Keras name."""
+    """Every ``keras.layers`` class a recipe may name, and cnnctl's own layers, by name."""
+    from cnnctl.model.custom_layers import CUSTOM_LAYERS
+
     out = {}
     for name in dir(keras.layers):
         obj = getattr(keras.layers, name)
         if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and name not in REFUSED_LAYERS:
             out[name] = obj
-    return out
+    return {**out, **CUSTOM_LAYERS}
 
 
 def split_spec(spec: Any) -> tuple[str, dict]:
@@ -63,13 +67,21 @@ def split_spec(spec: Any) -> tuple[str, dict]:
 def build_layer(spec: Any, recipe: Recipe, path: tuple) -> keras.layers.Layer:
     """One layer from its recipe spec; ``path`` locates it in the recipe for errors."""
     name, args = split_spec(spec)
+    return make_layer(name, args, recipe, path)
+
+
+def make_layer(name: str, args: dict, recipe: Recipe, path: tuple) -> keras.layers.Layer:
+    """``name(**args)`` for a vetted layer class; ``(*path, name, arg)`` locates each argument."""
     classes = layer_classes()
     if name in REFUSED_LAYERS:
         raise RecipeError(recipe.problem(path, f"layer {name} is not allowed in a recipe: {REFUSED_LAYERS[name]}"))
     cls = classes.get(name)
     if cls is None:
-        hint = did_you_mean(name, classes) or _case_hint(name, classes)
-        raise RecipeError(recipe.problem(path, f"unknown Keras layer '{name}'{hint}"))
+        blocks = list(recipe.model.blocks)
+        hint = did_you_mean(name, [*classes, *blocks]) or _case_hint(name, classes)
+        kind = "Keras layer or block" if blocks else "Keras layer"
+        raise RecipeError(recipe.problem(path, f"unknown {kind} '{name}'{hint}"))
+    args = dict(args)
     for key in _NESTED_LAYER_ARGS & set(args):
         args[key] = build_layer(args[key], recipe, (*path, name, key))
     return instantiate(cls, args, recipe, (*path, name))
@@ -148,13 +160,23 @@ def build_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
 
 
 def build_loss(recipe: Recipe) -> Any:
-    return _loss_or_metric(recipe.train.loss, keras.losses, keras.losses.Loss, recipe, ("train", "loss"))
+    """One loss, or a list in the model's output order when the recipe gives one per output."""
+    spec, outputs = recipe.train.loss, recipe.graph.output_names
+    if isinstance(spec, dict) and (len(spec) > 1 or set(spec) <= set(outputs)):
+        return [_loss_or_metric(spec[name], keras.losses, keras.losses.Loss, recipe, ("train", "loss", name))
+                if name in spec else None for name in outputs]
+    return _loss_or_metric(spec, keras.losses, keras.losses.Loss, recipe, ("train", "loss"))
 
 
 def build_metrics(recipe: Recipe) -> list:
+    """A list of metrics, or a list of lists in output order when the recipe gives them per output."""
+    spec = recipe.train.metrics
+    if isinstance(spec, dict):
+        return [[_loss_or_metric(m, keras.metrics, keras.metrics.Metric, recipe, ("train", "metrics", name, i))
+                 for i, m in enumerate(spec.get(name, []))] for name in recipe.graph.output_names]
     return [
-        _loss_or_metric(spec, keras.metrics, keras.metrics.Metric, recipe, ("train", "metrics", i))
-        for i, spec in enumerate(recipe.train.metrics)
+        _loss_or_metric(m, keras.metrics, keras.metrics.Metric, recipe, ("train", "metrics", i))
+        for i, m in enumerate(spec)
     ]
 
 

@@ -47,12 +47,16 @@ def recipe_from_doc(doc: Located, overrides: Iterable[str] = ()) -> Recipe:
     except pydantic.ValidationError as exc:
         raise RecipeError([_problem(doc, err) for err in exc.errors()]) from None
     recipe._located = doc
+    recipe.graph  # noqa: B018  (the model's structure: blocks, from, share; still no TensorFlow)
     return recipe
 
 
 def dump_recipe(recipe: Recipe) -> str:
     """The fully resolved recipe (defaults filled in) as YAML, as a run stores it."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+    data = recipe.model_dump(mode="json")
+    data["model"] = {k: v for k, v in data["model"].items() if v is not None and v != {}}
+    data["train"] = {k: v for k, v in data["train"].items() if k != "loss_weights" or v is not None}
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
 def _problem(doc: Located, err: dict) -> Problem:

@@ -90,16 +90,95 @@ class DataSpec(Section):
     cache: bool = True
 
 
+Shape = Annotated[list[Annotated[int, Field(gt=0)] | None], Field(min_length=1)]
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "uint8", "bool")
+
+
+class InputSpec(Section):
+    """A model input: its shape without the batch dimension (``null`` for a variable length)."""
+
+    shape: Shape
+    dtype: Literal[DTYPES] = "float32"
+
+
+class BlockSpec(Section):
+    """A reusable piece of network, written once and used by name like a layer."""
+
+    params: dict[str, Any] = {}
+    inputs: Annotated[list[str], Field(min_length=1)] = ["input"]
+    layers: Annotated[list[LayerSpec], Field(min_length=1)] | None = None
+    graph: Annotated[dict[str, Any], Field(min_length=1)] | None = None
+    output: str | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> BlockSpec:
+        if (self.layers is None) == (self.graph is None):
+            raise ValueError("a block has either layers (a chain) or graph (named nodes), not both or neither")
+        if self.output is not None and self.graph is None:
+            raise ValueError("output names a node of the block's graph; a chain of layers ends at its last layer")
+        if self.layers is not None and len(self.inputs) != 1:
+            raise ValueError("a chain of layers takes one input; use graph for a block with several inputs")
+        return self
+
+
 class ModelSpec(Section):
-    input: Annotated[list[PositiveInt], Field(min_length=1)]
-    layers: Annotated[list[LayerSpec], Field(min_length=1)]
+    """A chain of ``layers`` (keras.Sequential) or a ``graph`` of named nodes (keras.Model)."""
+
+    input: Shape | None = None
+    inputs: Annotated[dict[str, Shape | InputSpec], Field(min_length=1)] | None = None
+    layers: Annotated[list[LayerSpec], Field(min_length=1)] | None = None
+    graph: Annotated[dict[str, Any], Field(min_length=1)] | None = None
+    outputs: Annotated[list[str], Field(min_length=1)] | None = None
+    blocks: dict[str, BlockSpec] = {}
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> ModelSpec:
+        if (self.input is None) == (self.inputs is None):
+            raise ValueError("give the model's input shape as input: [h, w, c], or several named inputs as "
+                             "inputs: {name: [h, w, c], ...} (one of the two)")
+        if (self.layers is None) == (self.graph is None):
+            raise ValueError("give the network as layers (a chain) or as graph (named nodes), one of the two")
+        if self.layers is not None and self.inputs is not None and len(self.inputs) > 1:
+            raise ValueError("a chain of layers takes one input; use graph for several inputs")
+        if self.outputs is not None and self.graph is None:
+            raise ValueError("outputs names nodes of a graph; a chain of layers ends at its last layer")
+        return self
+
+    def input_specs(self) -> dict[str, InputSpec]:
+        """Every model input by name (a lone ``input`` is named ``image``)."""
+        if self.input is not None:
+            return {"image": InputSpec(shape=self.input)}
+        return {name: spec if isinstance(spec, InputSpec) else InputSpec(shape=spec)
+                for name, spec in (self.inputs or {}).items()}
+
+
+def _losses(value: Any) -> Any:
+    """One loss for every output, or a mapping of output names to losses."""
+    if isinstance(value, dict) and len(value) > 1:
+        return {name: _keras_object(spec) for name, spec in value.items()}
+    return _keras_object(value)
+
+
+def _metrics(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_keras_object(v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for name, specs in value.items():
+            if not isinstance(specs, list):
+                raise ValueError(f"metrics of output '{name}' must be a list, e.g. [accuracy], got {specs!r}")
+            out[name] = [_keras_object(v) for v in specs]
+        return out
+    raise ValueError(f"expected a list of metrics, or a mapping of output names to lists, got {value!r}")
 
 
 class TrainSpec(Section):
     epochs: PositiveInt = 10
     optimizer: KerasObject = "adam"
-    loss: KerasObject = "sparse_categorical_crossentropy"
-    metrics: list[KerasObject] = ["accuracy"]
+    # per output: {output_name: loss, ...}; resolved against model outputs in recipe.graph
+    loss: Annotated[Any, AfterValidator(_losses)] = "sparse_categorical_crossentropy"
+    loss_weights: list[float] | dict[str, float] | None = None
+    metrics: Annotated[Any, AfterValidator(_metrics)] = ["accuracy"]
     monitor: str | None = "val_loss"
     mode: Literal["auto", "min", "max"] = "auto"
 
@@ -120,6 +199,16 @@ class Recipe(Section):
     export: list[Literal["savedmodel"]] = []
 
     _located: Located | None = PrivateAttr(default=None)
+    _graph: Any = PrivateAttr(default=None)
+
+    @property
+    def graph(self):
+        """The model as a flat list of layer calls (``cnnctl.recipe.graph.Graph``)."""
+        if self._graph is None:
+            from cnnctl.recipe.graph import resolve_graph
+
+            self._graph = resolve_graph(self)
+        return self._graph
 
     def problem(self, path: tuple, message: str, *, key: bool = False):
         """A Problem located at ``path`` in the recipe file (or the --set that gave it)."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnctl.errors import RecipeError
-from cnnctl.model import build_model, summary_dict
+from cnnctl.model import build, build_model, check_report
 from cnnctl.recipe import load_recipe, load_recipe_text
 from tests.conftest import DIGITS
 
@@ -18,7 +18,7 @@ def same_out(size: int, stride: int) -> int:
 
 
 def test_digits_network_shapes_follow_the_same_padding_formula():
-    summary = summary_dict(build_model(load_recipe(str(DIGITS))))
+    summary = check_report(build(load_recipe(str(DIGITS))))
     shapes = [layer["output_shape"] for layer in summary["layers"]]
     conv2 = same_out(8, 2)  # 4
     pool = same_out(conv2, 2)  # 2
@@ -29,13 +29,37 @@ def test_digits_network_shapes_follow_the_same_padding_formula():
 
 
 def test_digits_network_parameters_match_a_hand_count():
-    summary = summary_dict(build_model(load_recipe(str(DIGITS))))
+    summary = check_report(build(load_recipe(str(DIGITS))))
     def conv(k, cin, cout):
         return (k * k * cin + 1) * cout
     expected = [conv(3, 1, 10), conv(3, 10, 5), 4 * 5, 0, 0, 0, (20 + 1) * 50, (50 + 1) * 10]
     assert [layer["params"] for layer in summary["layers"]] == expected
     assert summary["params"] == sum(expected) == 2135
     assert summary["non_trainable_params"] == 10  # batch norm moving mean and variance
+
+
+def test_digits_network_macs_and_flops_match_a_hand_count():
+    summary = check_report(build(load_recipe(str(DIGITS))))
+    # MACs = output positions x output channels x (kernel area x input channels); dense: inputs x units
+    conv1 = 8 * 8 * 10 * (3 * 3 * 1)  # 5,760
+    conv2 = 4 * 4 * 5 * (3 * 3 * 10)  # 7,200 (stride 2, SAME: 8 -> 4)
+    dense1, dense2 = 20 * 50, 50 * 10
+    expected = [conv1, conv2, 0, 0, 0, 0, dense1, dense2]
+    assert [layer["macs"] for layer in summary["layers"]] == expected
+    assert [layer["flops"] for layer in summary["layers"]] == [2 * m for m in expected]
+    assert summary["macs"] == 14_460 and summary["flops"] == 28_920
+    assert summary["uncounted_layers"] == []
+
+
+def test_digits_receptive_field_and_uneven_same_padding():
+    summary = check_report(build(load_recipe(str(DIGITS))))
+    # 3x3 s1 -> 3; 3x3 s2 -> 3 + 2*1 = 5 (jump 2); pool 3 s2 -> 5 + 2*2 = 9 (jump 4)
+    assert summary["receptive_field"] == {"layer": "max_pooling2d", "size": [9, 9], "stride": [4, 4]}
+    # SAME with stride 2 on 8 (kernel 3): total pad (4-1)*2+3-8 = 1, all of it after; on 4: (2-1)*2+3-4 = 1
+    assert len(summary["warnings"]) == 2
+    assert summary["warnings"][0].startswith("conv2d_1 (Conv2D): SAME padding (input 8x8, kernel 3x3, stride 2x2) "
+                                             "pads 0x0 before and 1x1 after")
+    assert summary["warnings"][1].startswith("max_pooling2d (MaxPooling2D)")
 
 
 def recipe_with(layers: str, extra: str = ""):
@@ -70,7 +94,7 @@ def test_wrapper_takes_a_nested_layer():
     model = load_recipe_text("name: t\nmodel:\n  input: [8, 8]\n  layers:\n"
                              "    - Bidirectional: {layer: {LSTM: {units: 4}}}\n"
                              "    - Dense: {units: 10}\n", "r.yaml")
-    assert summary_dict(build_model(model))["layers"][0]["output_shape"] == [8]
+    assert check_report(build(model))["layers"][0]["output_shape"] == [8]
 
 
 def test_unknown_layer_and_argument_have_did_you_mean():
@@ -99,4 +123,5 @@ def test_yaml_boolean_where_a_word_was_meant_is_explained():
 def test_shape_mismatch_names_the_layer_and_incoming_shape():
     (p,) = errors("    - Flatten\n    - Conv1D: {filters: 3, kernel_size: 2}\n")
     assert p.path == "model.layers[1]"
-    assert "Conv1D cannot take the output of layers[0], of shape (batch, 64)" in p.message
+    assert p.message.startswith("Conv1D cannot take the output of 'flatten' (Flatten), of shape (batch, 64): "
+                                "expected min_ndim=3, found ndim=2")

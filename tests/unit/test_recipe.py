@@ -65,7 +65,7 @@ def test_types_are_strict():
 
 def test_missing_model_input():
     (p,) = problems("name: t\nmodel:\n  layers: [Flatten]\n")
-    assert p.path == "model" and "missing required key 'input'" in p.message
+    assert p.path == "model" and "give the model's input shape as input: [h, w, c]" in p.message
 
 
 def test_split_must_leave_training_data():
