@@ -63,14 +63,16 @@ LayerSpec = Annotated[Any, AfterValidator(_layer)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
 
 
 class SplitSpec(Section):
     """Fractions of the whole data set held out, drawn seeded and stratified."""
 
     validation: Fraction = 0.1
+    """Share of all examples held out for validation (picks best.keras)."""
     test: Fraction = 0.2
+    """Share held out for the final test metrics; validation + test must be below 1."""
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitSpec:
@@ -83,11 +85,18 @@ class SplitSpec(Section):
 
 
 class DataSpec(Section):
+    """Where the examples come from and how they are fed."""
+
     source: Literal["digits"] = "digits"
+    """digits: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes, offline), pixels in [0, 1]."""
     split: SplitSpec = SplitSpec()
+    """Seeded, stratified held-out splits (see data.split)."""
     batch_size: PositiveInt = 32
+    """Examples per training step."""
     shuffle: bool = True
+    """Reshuffle the training split every epoch (seeded)."""
     cache: bool = True
+    """Keep decoded examples in memory after the first epoch."""
 
 
 Shape = Annotated[list[Annotated[int, Field(gt=0)] | None], Field(min_length=1)]
@@ -98,17 +107,24 @@ class InputSpec(Section):
     """A model input: its shape without the batch dimension (``null`` for a variable length)."""
 
     shape: Shape
+    """One example's shape, without the batch dimension; null for a variable length."""
     dtype: Literal[DTYPES] = "float32"
+    """The input's dtype (int32 for token ids fed to Embedding)."""
 
 
 class BlockSpec(Section):
     """A reusable piece of network, written once and used by name like a layer."""
 
     params: dict[str, Any] = {}
+    """Parameter names and defaults; the default `required` means the user must give it."""
     inputs: Annotated[list[str], Field(min_length=1)] = ["input"]
+    """Names its graph reads its inputs by."""
     layers: Annotated[list[LayerSpec], Field(min_length=1)] | None = None
+    """A chain of layers and blocks (or give graph)."""
     graph: Annotated[dict[str, Any], Field(min_length=1)] | None = None
+    """Named nodes, as in model.graph (or give layers)."""
     output: str | None = None
+    """The graph node whose result the block returns (default: the last)."""
 
     @model_validator(mode="after")
     def _one_body(self) -> BlockSpec:
@@ -125,11 +141,17 @@ class ModelSpec(Section):
     """A chain of ``layers`` (keras.Sequential) or a ``graph`` of named nodes (keras.Model)."""
 
     input: Shape | None = None
+    """The shape of one example, e.g. [8, 8, 1]; the input is named image (or give inputs)."""
     inputs: Annotated[dict[str, Shape | InputSpec], Field(min_length=1)] | None = None
+    """Several named inputs: {name: shape} or {name: {shape, dtype}} (or give input)."""
     layers: Annotated[list[LayerSpec], Field(min_length=1)] | None = None
+    """A chain of Keras layers and blocks: keras.Sequential (or give graph)."""
     graph: Annotated[dict[str, Any], Field(min_length=1)] | None = None
+    """Named nodes {name: {Layer: {args}, from: node(s)}}: a functional keras.Model (or give layers)."""
     outputs: Annotated[list[str], Field(min_length=1)] | None = None
+    """The graph nodes the model returns (default: the last node)."""
     blocks: dict[str, BlockSpec] = {}
+    """Reusable pieces of network, used by name like layers (see Blocks)."""
 
     @model_validator(mode="after")
     def _one_of_each(self) -> ModelSpec:
@@ -173,30 +195,48 @@ def _metrics(value: Any) -> Any:
 
 
 class TrainSpec(Section):
+    """How the model is trained: Keras's own names and arguments."""
+
     epochs: PositiveInt = 10
+    """Passes over the training split."""
     optimizer: KerasObject = "adam"
-    # per output: {output_name: loss, ...}; resolved against model outputs in recipe.graph
+    """A Keras optimizer name or {Class: {args}}, e.g. {SGD: {learning_rate: 0.1, momentum: 0.9}}."""
     loss: Annotated[Any, AfterValidator(_losses)] = "sparse_categorical_crossentropy"
+    """A Keras loss for every output, or {output: loss, ...} per output. Labels are class indices."""
     loss_weights: list[float] | dict[str, float] | None = None
+    """Weights of the outputs' losses in the total: {output: weight} or a list in output order."""
     metrics: Annotated[Any, AfterValidator(_metrics)] = ["accuracy"]
+    """Keras metrics for every output, or {output: [metrics]} per output."""
     monitor: str | None = "val_loss"
+    """The logged value that picks best.keras (val_ + a loss or metric); null for none."""
     mode: Literal["auto", "min", "max"] = "auto"
+    """Whether monitor should fall or rise; auto guesses from its name."""
 
 
 class LogSpec(Section):
+    """What is logged during training."""
+
     tensorboard: bool = True
+    """TensorBoard events in logs/train and logs/validation: per-epoch scalars and the graph."""
 
 
 class Recipe(Section):
     """A validated recipe. ``where(path)`` tells where a value came from."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+    """Names the run folder, runs/NAME/TIME/ (default: the recipe file's name)."""
     seed: int = 42
+    """Seeds Python, NumPy, TensorFlow and Keras, and the data split."""
     data: DataSpec = DataSpec()
+    """Where the examples come from (see data)."""
     model: ModelSpec
+    """The network (see model)."""
     train: TrainSpec = TrainSpec()
+    """How it is trained (see train)."""
     log: LogSpec = LogSpec()
+    """What is logged (see log)."""
     export: list[Literal["savedmodel"]] = []
+    """Formats written to export/<format> after training, each reloaded and checked against Keras."""
 
     _located: Located | None = PrivateAttr(default=None)
     _graph: Any = PrivateAttr(default=None)

@@ -1,0 +1,33 @@
+"""The docs say what the code does: generated tables are fresh, examples build."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnctl.model import build
+from cnnctl.recipe import load_recipe_text
+from cnnctl.recipe.reference import BEGIN, END, reference_markdown
+
+DOCS = Path(__file__).parents[2] / "docs" / "recipe.md"
+
+
+def test_generated_reference_is_up_to_date():
+    text = DOCS.read_text()
+    generated = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert generated.strip() == reference_markdown().strip(), (
+        "docs/recipe.md is stale: run python -m cnnctl.recipe.reference --write docs/recipe.md")
+
+
+MODEL_EXAMPLES = [block for block in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+                  if block.startswith("model:")]
+
+
+@pytest.mark.parametrize("example", MODEL_EXAMPLES, ids=[f"example{i}" for i in range(len(MODEL_EXAMPLES))])
+def test_model_examples_in_the_docs_build(example):
+    built = build(load_recipe_text("name: doc\n" + example, "docs/recipe.md"))
+    assert built.model.count_params() > 0
+
+
+def test_the_docs_have_model_examples():
+    assert len(MODEL_EXAMPLES) >= 3
