@@ -63,7 +63,11 @@ def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: st
     import_tensorflow()
     from cnnctl.model import build, check_report
 
-    report = check_report(build(loaded))
+    built = build(loaded)
+    from cnnctl.train import check_training
+
+    check_training(built.model, loaded)
+    report = check_report(built)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if graph_file is not None:
@@ -188,7 +192,8 @@ def _print_metrics(metrics: dict) -> None:
     best = metrics.get("best")
     if best:
         click.echo(f"best {best['monitor']}: {best['value']:.4f} at epoch {best['epoch']} (best.keras)")
-    click.echo(f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s, "
+    epochs = "1 epoch" if metrics["epochs"] == 1 else f"{metrics['epochs']} epochs"
+    click.echo(f"{epochs} in {metrics['train_seconds']:.1f} s, "
                f"{metrics['images_per_sec']:,.0f} images/s")
     for fmt, record in metrics.get("exports", {}).items():
         click.echo(f"export {fmt}: {record['path']} (max |diff| vs Keras {record['max_abs_diff']:.2g})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,10 @@ class RunDir:
     def create(cls, runs_dir: str | os.PathLike, name: str) -> RunDir:
         """A new, empty run directory under ``runs_dir/name``; never one another process has."""
         parent = Path(runs_dir) / name
-        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot make the run folder {parent}: {exc.strerror or exc}") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for k in range(1000):
             path = parent / (stamp if k == 0 else f"{stamp}-{k}")
@@ -55,8 +59,13 @@ class RunDir:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = lock.read_text(errors="replace").strip() or "unknown"
-            raise UserError(f"{self.path} is in use by another process ({holder}); "
-                            f"if that process is dead, delete {lock}") from None
+            if not _dead_here(holder):
+                raise UserError(f"{self.path} is in use by another process ({holder}); "
+                                f"if that process is dead, delete {lock}") from None
+            print(f"warning: {self.path}: taking over the lock of a process that is gone ({holder})",
+                  file=sys.stderr)
+            lock.unlink(missing_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         with os.fdopen(fd, "w") as f:
             f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         try:
@@ -119,3 +128,17 @@ def resolve_run(run: str, runs_dir: str | os.PathLike = "runs") -> RunDir:
             hint = f"; runs inside it include {inner[-1].parent}"
         raise UserError(f"{run} is not a run directory (it has no {RECIPE}){hint}")
     return RunDir(path)
+
+
+def _dead_here(holder: str) -> bool:
+    """True when ``holder`` ("pid N on HOST") names a process of this host that no longer runs."""
+    parts = holder.split()
+    if len(parts) != 4 or parts[0] != "pid" or not parts[1].isdigit() or parts[3] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -164,18 +164,46 @@ def versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
+def check_training(model: keras.Model, recipe: Recipe) -> None:
+    """What ``cnnctl check`` can tell without data: optimizer, losses, metrics and monitor exist."""
+    compile_model(model, recipe)
+    _check_monitor(model, recipe, recipe.data.split.validation > 0)
+
+
+def prepare(recipe: Recipe) -> tuple[keras.Model, Datasets]:
+    """Data and a compiled model, after every check that can reject the recipe: no run exists yet."""
+    data = build_datasets(recipe)
+    model = build_model(recipe)
+    check_fits_data(model, data, recipe)
+    compile_model(model, recipe)
+    _check_monitor(model, recipe, data.sizes["validation"] > 0)
+    _check_loss_fits(model, data, recipe)
+    return model, data
+
+
+def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
+    """Compute the loss on one batch, so a loss that cannot take these labels fails now, located."""
+    outputs = len(model.outputs)
+    x, y = next(iter(for_outputs(data["train"], outputs).take(1)))
+    try:
+        model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
+    except Exception as exc:  # Keras's rank/shape complaints come as ValueError or TF errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(recipe.problem(
+            ("train", "loss"),
+            f"the loss cannot compare the labels with the model's outputs ({reason}); the labels are class "
+            f"indices 0..{data.num_classes - 1}, which sparse_categorical_crossentropy expects",
+        )) from None
+
+
 def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> TrainResult:
     """Train ``recipe`` into a new run directory under ``runs_dir``; return it and its metrics."""
     started = time.perf_counter()
+    model, data = prepare(recipe)  # a recipe error leaves no run directory behind
+    has_validation = data.sizes["validation"] > 0
     run = RunDir.create(runs_dir, recipe.name)
     with run.locked():
         atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))
-        data = build_datasets(recipe)
-        model = build_model(recipe)
-        check_fits_data(model, data, recipe)
-        compile_model(model, recipe)
-        has_validation = data.sizes["validation"] > 0
-        _check_monitor(model, recipe, has_validation)
 
         recorder = RunRecorder(run, recipe.train.monitor, recipe.train.mode)
         callbacks: list[Any] = [recorder]
@@ -190,7 +218,7 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
                 epochs=recipe.train.epochs,
                 shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset
                 callbacks=callbacks,
-                verbose=1 if progress else 0,
+                verbose=(1 if sys.stderr.isatty() else 2) if progress else 0,  # a log file gets one line per epoch
             )
         fit_seconds = time.perf_counter() - fit_started
         save_model_atomic(model, run / "model.keras")

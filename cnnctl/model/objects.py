@@ -107,7 +107,10 @@ def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
         message = _first_line(exc)
         if any(isinstance(v, bool) and (k in message or "bool" in message) for k, v in args.items()):
             message += " (YAML reads unquoted yes/no/on/off as true/false: quote the value if you meant a word)"
-        raise RecipeError(recipe.problem(path, message)) from None
+        named = [k for k in args if f"{k}=" in message or f"`{k}`" in message or f"'{k}'" in message]
+        if len(named) == 1 and isinstance(args[named[0]], str):
+            message += f" (the value is the string {args[named[0]]!r})"
+        raise RecipeError(recipe.problem((*path, named[0]) if len(named) == 1 else path, message)) from None
 
 
 def accepted_arguments(cls: type) -> list[str]:
@@ -155,7 +158,10 @@ def build_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
     by_lower = {n.lower(): n for n in classes}
     cls = classes.get(name) or classes.get(by_lower.get(name.lower(), ""))
     if cls is None:
-        raise RecipeError(recipe.problem(path, f"unknown Keras optimizer '{name}'{did_you_mean(name, classes)}"))
+        hint = did_you_mean(name, classes) if name[:1].isupper() else did_you_mean(name.lower(), by_lower)
+        raise RecipeError(recipe.problem(path, f"unknown Keras optimizer '{name}'{hint}"))
+    if isinstance(args.get("learning_rate"), int) and not isinstance(args["learning_rate"], bool):
+        args["learning_rate"] = float(args["learning_rate"])  # Keras refuses the int 1 where 1.0 is fine
     return instantiate(cls, args, recipe, path + ((name,) if isinstance(spec, dict) else ()))
 
 

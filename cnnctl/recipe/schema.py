@@ -9,6 +9,7 @@ that needs Keras.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -97,6 +98,12 @@ class DataSpec(Section):
     """Reshuffle the training split every epoch (seeded)."""
     cache: bool = True
     """Keep decoded examples in memory after the first epoch."""
+
+
+def _run_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", value) or set(value) == {"."}:
+        raise ValueError(f"a run name is letters, digits, '.', '_' and '-' (not only dots), got {value!r}")
+    return value
 
 
 Shape = Annotated[list[Annotated[int, Field(gt=0)] | None], Field(min_length=1)]
@@ -223,9 +230,9 @@ class LogSpec(Section):
 class Recipe(Section):
     """A validated recipe. ``where(path)`` tells where a value came from."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+    name: Annotated[str, AfterValidator(_run_name)]
     """Names the run folder, runs/NAME/TIME/ (default: the recipe file's name)."""
-    seed: int = 42
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
     """Seeds Python, NumPy, TensorFlow and Keras, and the data split."""
     data: DataSpec = DataSpec()
     """Where the examples come from (see data)."""
@@ -255,5 +262,6 @@ class Recipe(Section):
         from cnnctl.errors import Problem
         from cnnctl.recipe.yaml_loader import format_path
 
-        where = self._located.where(path, key=key) if self._located else ""
-        return Problem(where, format_path(path), message)
+        if self._located is None:
+            return Problem("", format_path(path), message)
+        return self._located.problem(path, message, key=key)

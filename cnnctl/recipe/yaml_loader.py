@@ -75,7 +75,15 @@ class Located:
             path = path[:-1]
 
     def problem(self, path: Path, message: str, *, key: bool = False) -> Problem:
-        return Problem(self.where(path, key=key), format_path(path), message)
+        where = self.where(path, key=key)
+        return Problem(where, format_path(path), message + self.override_note(path, where))
+
+    def override_note(self, path: Path, where: str) -> str:
+        """`` (set by --set K=V)`` when an override below ``path`` made the value what it is."""
+        path = tuple(path)
+        sets = sorted({m for p, m in self.marks.items() if p[: len(path)] == path and m.startswith("--set")})
+        sets = [m for m in sets if m != where]
+        return f" (changed by {', '.join(sets)})" if sets and len(path) > 1 else ""
 
 
 def _mark(source: str, node: yaml.Node) -> str:

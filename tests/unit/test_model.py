@@ -112,7 +112,8 @@ def test_lambda_is_refused_with_the_reason():
 
 def test_keras_constructor_complaint_is_located():
     (p,) = errors("    - Conv2D: {filters: -8, kernel_size: 3}\n")
-    assert p.path == "model.layers[0].Conv2D" and "filters=-8" in p.message
+    assert p.path == "model.layers[0].Conv2D.filters" and "filters=-8" in p.message  # at the argument
+    assert p.where == "r.yaml:5:25"  # the value -8
 
 
 def test_yaml_boolean_where_a_word_was_meant_is_explained():
