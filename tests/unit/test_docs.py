@@ -19,7 +19,8 @@ def test_generated_reference_is_up_to_date():
         "docs/recipe.md is stale: run python -m cnnctl.recipe.reference --write docs/recipe.md")
 
 
-MODEL_EXAMPLES = [block for block in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+README = DOCS.parents[1] / "README.md"
+MODEL_EXAMPLES = [block for doc in (DOCS, README) for block in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)
                   if block.startswith("model:")]
 
 
@@ -30,4 +31,4 @@ def test_model_examples_in_the_docs_build(example):
 
 
 def test_the_docs_have_model_examples():
-    assert len(MODEL_EXAMPLES) >= 3
+    assert len(MODEL_EXAMPLES) >= 4
