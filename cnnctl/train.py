@@ -24,6 +24,7 @@ from cnnctl.errors import RecipeError, did_you_mean
 from cnnctl.model import build_model
 from cnnctl.model.objects import build_loss, build_metrics, build_optimizer, split_spec
 from cnnctl.recipe import Recipe, dump_recipe
+from cnnctl.recipe.schema import per_output
 from cnnctl.rundir import RunDir, atomic_write_text, save_model_atomic
 
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
@@ -77,7 +78,7 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
         raise RecipeError(recipe.problem(
             where, f"the model takes inputs of shape {list(expected)} but the data gives {list(data.element_shape)}",
         ))
-    losses = recipe.train.loss if _per_output(recipe.train.loss, graph.output_names) else None
+    losses = recipe.train.loss if per_output(recipe.train.loss, graph.output_names) else None
     for i, (name, tensor) in enumerate(zip(graph.output_names, model.outputs, strict=True)):
         loss = losses.get(name) if losses else recipe.train.loss
         loss_name, _ = split_spec(loss) if loss is not None else ("", {})
@@ -92,10 +93,6 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
                 f"output '{name}' gives {units} values but the data has {data.num_classes} classes "
                 f"(labels 0..{data.num_classes - 1}); give its last layer {data.num_classes} units",
             ))
-
-
-def _per_output(value, outputs) -> bool:
-    return isinstance(value, dict) and (len(value) > 1 or set(value) <= set(outputs))
 
 
 def monitor_mode(monitor: str, mode: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from cnnctl.errors import RecipeError, did_you_mean
-from cnnctl.recipe.schema import Recipe
+from cnnctl.recipe.schema import Recipe, per_output
 
 # Public keras.layers classes a recipe may not name, and why.
 REFUSED_LAYERS = {
@@ -136,6 +136,9 @@ def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tupl
         (name, args), = value.items()
         cls = getattr(module, str(name), None)
         if isinstance(cls, type):
+            if args is not None and not isinstance(args, dict):
+                raise RecipeError(recipe.problem((*path, name), f"the arguments of {name} must be a mapping of "
+                                                 f"argument names to values, e.g. {{{name}: {{...}}}}, got {args!r}"))
             return instantiate(cls, dict(args or {}), recipe, (*path, name))
         known = [n for n in dir(module) if isinstance(getattr(module, n), type)]
         if module is keras.regularizers:
@@ -168,7 +171,7 @@ def build_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
 def build_loss(recipe: Recipe) -> Any:
     """One loss, or a list in the model's output order when the recipe gives one per output."""
     spec, outputs = recipe.train.loss, recipe.graph.output_names
-    if isinstance(spec, dict) and (len(spec) > 1 or set(spec) <= set(outputs)):
+    if per_output(spec, outputs):
         return [_loss_or_metric(spec[name], keras.losses, keras.losses.Loss, recipe, ("train", "loss", name))
                 if name in spec else None for name in outputs]
     return _loss_or_metric(spec, keras.losses, keras.losses.Loss, recipe, ("train", "loss"))
@@ -196,7 +199,11 @@ def _loss_or_metric(spec: Any, module: Any, base: type, recipe: Recipe, path: tu
             module.get(name)
         except ValueError:
             known = [n for n in dir(module) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
-            message = f"unknown Keras {kind} '{name}'{did_you_mean(name, known)}"
+            if kind == "metric":
+                known += ["accuracy", "crossentropy"]
+            lower = [k for k in known if k.islower()]  # 'acuracy' means 'accuracy', not the class Accuracy
+            hint = (did_you_mean(name, lower) if name.islower() else "") or did_you_mean(name, known)
+            message = f"unknown Keras {kind} '{name}'{hint}"
             raise RecipeError(recipe.problem(path, message)) from None
         return name
     cls = getattr(module, name, None)

@@ -21,12 +21,13 @@ from typing import Any
 
 from cnnctl.errors import Problem, RecipeError, did_you_mean
 from cnnctl.recipe.expr import substitute
-from cnnctl.recipe.schema import BlockSpec, InputSpec, Recipe
+from cnnctl.recipe.schema import BlockSpec, InputSpec, Recipe, per_output
 from cnnctl.recipe.yaml_loader import format_path
 
 NODE_KEYS = ("from", "share")
 REQUIRED = "required"  # a block parameter without a default
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+FAILED = "\0failed"  # the result of a node that has been reported: nodes reading it stay quiet
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class _Resolver:
             names = tuple(model.outputs or [list(model.graph)[-1]])
             outputs = []
             for i, name in enumerate(names):
+                if scope.get(name) == FAILED:
+                    continue
                 if name not in scope or name in inputs:
                     known = [n for n in scope if n not in inputs]
                     self._problem(("model", "outputs", i), f"no node named '{name}'{did_you_mean(name, known)}")
@@ -139,7 +142,11 @@ class _Resolver:
         entries = list(scope)
         previous = scope[entries[0]] if len(entries) == 1 else None
         later = set(nodes)
+        last = None
         for node, spec in nodes.items():
+            if last is not None:
+                previous = scope.get(last, FAILED)  # the node above, resolved or not
+            last = node
             later.discard(node)
             npath = (*path, node)
             if not isinstance(node, str) or not _NAME.match(node):
@@ -149,11 +156,14 @@ class _Resolver:
             if node in entries:
                 self._problem(npath, f"node '{node}' has the name of an input; give it another", context, key=True)
                 continue
+            scope[node] = FAILED  # until it resolves: whatever reads it has been told already
             parsed = self._parse_node(spec, npath, context)
             if parsed is None:
                 continue
             cls, args, sources, share = parsed
             if sources is None:
+                if previous == FAILED:
+                    continue
                 if previous is None:
                     self._problem(npath, "say which node it reads with from: NAME (it is the first node and "
                                   f"there are several inputs: {', '.join(entries)})", context)
@@ -163,14 +173,18 @@ class _Resolver:
                 inputs = []
                 for j, source in enumerate(sources):
                     where = (*npath, "from") if isinstance(spec.get("from"), str) else (*npath, "from", j)
+                    if scope.get(source) == FAILED:
+                        continue
                     if source in scope:
                         inputs.append(scope[source])
                     elif source in later:
                         self._problem(where, f"'{source}' is defined further down; a node can only read the "
                                       "inputs and the nodes above it", context)
                     else:
-                        self._problem(where, f"no node or input named '{source}'{did_you_mean(source, scope)}",
-                                      context)
+                        hint = did_you_mean(source, scope)
+                        if source == "input" and not hint and prefix is None:
+                            hint = f" (the model's input is named '{entries[0]}'; 'input' is a block's input)"
+                        self._problem(where, f"no node or input named '{source}'{hint}", context)
                 if len(inputs) != len(sources):
                     continue
             name = node if prefix is None else f"{prefix}_{node}"
@@ -184,7 +198,7 @@ class _Resolver:
                     continue
                 result = self._apply(cls, args, inputs, npath, at, name=name)
             if result is not None:
-                scope[node] = previous = result
+                scope[node] = result
                 self.spans[result] = (start, len(self.calls), tuple(inputs))
         return scope
 
@@ -288,7 +302,7 @@ class _Resolver:
                                   f"{did_you_mean(last, spec.graph)}")
                     return None
                 out = names[last]
-            if out is None:
+            if out is None or out == FAILED:
                 return None
             current = [out]
         return current[0]
@@ -312,6 +326,8 @@ class _Resolver:
     def _share(self, target: str, scope: dict, inputs: list[str], path: tuple, at: _Scope, *,
                name: str) -> str | None:
         context = at.context
+        if scope.get(target) == FAILED:
+            return None
         if target not in scope or scope[target] not in self.spans:
             known = [n for n in scope if scope[n] in self.spans]
             self._problem((*path, "share"), f"no node named '{target}' to share{did_you_mean(target, known)}",
@@ -355,8 +371,7 @@ class _Resolver:
     def _check_per_output_train(self, outputs: tuple[str, ...]) -> None:
         train = self.recipe.train
         for key, value in (("loss", train.loss), ("loss_weights", train.loss_weights), ("metrics", train.metrics)):
-            per_output = isinstance(value, dict) and (key != "loss" or len(value) > 1 or set(value) <= set(outputs))
-            if not per_output:
+            if not (per_output(value, outputs) if key == "loss" else isinstance(value, dict)):
                 continue
             for name in value:
                 if name not in outputs:

@@ -183,9 +183,16 @@ class ModelSpec(Section):
 
 def _losses(value: Any) -> Any:
     """One loss for every output, or a mapping of output names to losses."""
-    if isinstance(value, dict) and len(value) > 1:
-        return {name: _keras_object(spec) for name, spec in value.items()}
+    if isinstance(value, dict) and (len(value) > 1 or isinstance(next(iter(value.values()), None), str)):
+        return {name: _keras_object(spec) for name, spec in value.items()}  # {output: loss, ...}
     return _keras_object(value)
+
+
+def per_output(value: Any, outputs) -> bool:
+    """Is ``train.loss`` given per output (``{output: loss}``) rather than as ``{Class: {args}}``?"""
+    if not isinstance(value, dict):
+        return False
+    return len(value) > 1 or set(value) <= set(outputs) or isinstance(next(iter(value.values()), None), str)
 
 
 def _metrics(value: Any) -> Any:
