@@ -49,6 +49,12 @@ class RecipeError(UserError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (Keras's are long), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)

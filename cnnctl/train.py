@@ -20,10 +20,11 @@ import numpy as np
 
 import cnnctl
 from cnnctl.data import Datasets, build_datasets
-from cnnctl.errors import RecipeError, did_you_mean
+from cnnctl.errors import RecipeError, did_you_mean, first_line
 from cnnctl.model import build_model
-from cnnctl.model.objects import build_loss, build_metrics, build_optimizer, split_spec
+from cnnctl.model.objects import build_loss, build_metrics, build_optimizer
 from cnnctl.recipe import Recipe, dump_recipe
+from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import per_output
 from cnnctl.rundir import RunDir, atomic_write_text, save_model_atomic
 
@@ -185,7 +186,7 @@ def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None
     try:
         model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
     except Exception as exc:  # Keras's rank/shape complaints come as ValueError or TF errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise RecipeError(recipe.problem(
             ("train", "loss"),
             f"the loss cannot compare the labels with the model's outputs ({reason}); the labels are class "

@@ -15,7 +15,7 @@ from typing import Any
 
 import keras
 
-from cnnctl.errors import Problem, RecipeError
+from cnnctl.errors import Problem, RecipeError, first_line
 from cnnctl.model.objects import layer_classes, make_layer
 from cnnctl.recipe.graph import Call, Graph
 from cnnctl.recipe.schema import Recipe
@@ -95,9 +95,8 @@ def _construct_layers(recipe: Recipe, graph: Graph) -> dict[str, keras.layers.La
 def _shape_problem(recipe: Recipe, call: Call, layers: dict, tensors: dict, exc: Exception) -> Problem:
     """Name the layer that cannot take its input, the layer(s) that gave it, and their shapes."""
     cls = type(layers[call.key]).__name__
-    sources = [f"{_label(key, layers)}, of shape {shape_text(_shape_of(tensors[key]))}" for key in call.inputs]
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    reason = reason.split("is incompatible with the layer: ")[-1].split(" Full shape received")[0]
+    sources = [f"{_label(key, layers)}, of shape {shape_text(shape_of(tensors[key]))}" for key in call.inputs]
+    reason = first_line(exc).split("is incompatible with the layer: ")[-1].split(" Full shape received")[0]
     if len(sources) == 1:
         message = f"{cls} cannot take the output of {sources[0]}: {reason}"
     else:
@@ -112,7 +111,8 @@ def _label(key: str, layers: dict) -> str:
     return f"'{layer.name}' ({type(layer).__name__})"
 
 
-def _shape_of(tensor: Any) -> tuple:
+def shape_of(tensor: Any) -> tuple:
+    """The shape of a symbolic output (the first, for a layer that returns several)."""
     first = tensor[0] if isinstance(tensor, (list, tuple)) else tensor
     return tuple(first.shape)
 
@@ -146,7 +146,7 @@ def summarize(built: Built) -> list[LayerRow]:
         rows.append(LayerRow(
             name=name,
             cls=type(layer).__name__,
-            output_shape=list(_shape_of(built.tensors[call.key]))[1:],
+            output_shape=list(shape_of(built.tensors[call.key]))[1:],
             params=0 if shared else layer.count_params(),
             trainable_params=trainable,
             inputs=[names[key] for key in call.inputs],

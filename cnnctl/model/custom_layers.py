@@ -139,11 +139,6 @@ class LocalResponseNormalization(keras.layers.Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
 
-    def macs(self, input_shapes: list[Shape]) -> int:
-        """Multiply-accumulates per example (``cnnctl check``): the two small dense layers."""
-        channels = input_shapes[0][-1]
-        return 2 * channels * max(self.min_units, channels // self.reduction)
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
                 "alpha": self.alpha, "beta": self.beta}

@@ -15,7 +15,8 @@ from typing import Any
 
 import keras
 
-from cnnctl.errors import RecipeError, did_you_mean
+from cnnctl.errors import RecipeError, did_you_mean, first_line
+from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import Recipe, per_output
 
 # Public keras.layers classes a recipe may not name, and why.
@@ -54,14 +55,6 @@ def layer_classes() -> dict[str, type]:
         if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and name not in REFUSED_LAYERS:
             out[name] = obj
     return {**out, **CUSTOM_LAYERS}
-
-
-def split_spec(spec: Any) -> tuple[str, dict]:
-    """``"Flatten"`` or ``{"Conv2D": {...}}`` -> ``(class name, arguments)``."""
-    if isinstance(spec, str):
-        return spec, {}
-    (name, args), = spec.items()
-    return name, dict(args or {})
 
 
 def build_layer(spec: Any, recipe: Recipe, path: tuple) -> keras.layers.Layer:
@@ -104,7 +97,7 @@ def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
     try:
         return cls(**kwargs)
     except Exception as exc:  # a constructor's complaint about its arguments, whatever its type
-        message = _first_line(exc)
+        message = first_line(exc)
         if any(isinstance(v, bool) and (k in message or "bool" in message) for k, v in args.items()):
             message += " (YAML reads unquoted yes/no/on/off as true/false: quote the value if you meant a word)"
         named = [k for k in args if f"{k}=" in message or f"`{k}`" in message or f"'{k}'" in message]
@@ -218,8 +211,3 @@ def _case_hint(name: str, choices) -> str:
         if choice.lower() == name.lower():
             return f" (did you mean '{choice}'? Keras names are case-sensitive)"
     return ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

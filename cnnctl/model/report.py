@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from cnnctl.model.build import Built, shape_text, summarize
+from cnnctl.model.build import Built, shape_of, shape_text, summarize
 from cnnctl.model.costs import asymmetric_padding, input_field, macs, receptive_field
 
 
@@ -16,8 +16,8 @@ def check_report(built: Built) -> dict:
     layers, warnings, last_field = [], [], None
     for call, row in zip(built.graph.calls, rows, strict=True):
         layer = built.layers[call.key]
-        inputs = [_shape(built.tensors[key]) for key in call.inputs]
-        output = _shape(built.tensors[call.key])
+        inputs = [shape_of(built.tensors[key]) for key in call.inputs]
+        output = shape_of(built.tensors[call.key])
         cost = macs(layer, inputs, output)  # a shared layer costs again at each call
         field = receptive_field(layer, [fields.get(key) for key in call.inputs], inputs, output)
         fields[call.key] = field
@@ -44,7 +44,7 @@ def check_report(built: Built) -> dict:
     return {
         "name": model.name,
         "inputs": [{"name": n, "shape": list(s.shape), "dtype": s.dtype} for n, s in built.graph.inputs.items()],
-        "outputs": [{"name": n, "shape": list(_shape(built.tensors[k]))[1:]}
+        "outputs": [{"name": n, "shape": list(shape_of(built.tensors[k]))[1:]}
                     for n, k in zip(built.graph.output_names, built.graph.outputs, strict=True)],
         "layers": layers,
         "params": model.count_params(),
@@ -56,11 +56,6 @@ def check_report(built: Built) -> dict:
         "receptive_field": last_field,
         "warnings": warnings,
     }
-
-
-def _shape(tensor) -> tuple:
-    first = tensor[0] if isinstance(tensor, (list, tuple)) else tensor
-    return tuple(first.shape)
 
 
 def _whole(values: tuple) -> list:

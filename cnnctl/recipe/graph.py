@@ -122,7 +122,7 @@ class _Resolver:
         current = first
         seen: dict[str, int] = {}
         for i, spec in enumerate(specs):
-            cls, args = _split(spec)
+            cls, args = split_spec(spec)
             if scope.prefix is not None:  # inside a block: name after the instance and the class
                 given = substitute(args.get("name"), scope.params, (*path, i, cls, "name"), [])
                 base = f"{scope.prefix}_{given or snake(cls)}"
@@ -383,7 +383,8 @@ class _Resolver:
         self.problems.append(dataclasses.replace(problem, message=problem.message + context))
 
 
-def _split(spec: Any) -> tuple[str, dict]:
+def split_spec(spec: Any) -> tuple[str, dict]:
+    """``"Flatten"`` or ``{"Conv2D": {...}}`` -> ``(class name, arguments)``."""
     if isinstance(spec, str):
         return spec, {}
     ((cls, args),) = spec.items()

@@ -126,3 +126,15 @@ def test_shape_mismatch_names_the_layer_and_incoming_shape():
     assert p.path == "model.layers[1]"
     assert p.message.startswith("Conv1D cannot take the output of 'flatten' (Flatten), of shape (batch, 64): "
                                 "expected min_ndim=3, found ndim=2")
+
+
+def test_check_counts_macs_of_cnnctl_layers():
+    report = check_report(build(recipe_with(
+        "    - LocalResponseNormalization\n"
+        "    - Conv2D: {filters: 8, kernel_size: 1}\n"
+        "    - SqueezeExcite: {reduction: 4}\n"
+        "    - GraphConv: {units: 2, connectivity: 4}\n")))
+    lrn, conv, se, graph = (layer["macs"] for layer in report["layers"])
+    assert lrn == 0 and conv == 64 * 8 * 1
+    assert se == 2 * 8 * 2  # squeeze 8 -> 2 and excite 2 -> 8, once per example
+    assert graph == 64 * 8 * 2 + 64 * 64 * 2  # X W, then A_hat on the 2-wide side
