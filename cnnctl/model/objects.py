@@ -167,6 +167,8 @@ def build_loss(recipe: Recipe) -> Any:
     if per_output(spec, outputs):
         return [_loss_or_metric(spec[name], keras.losses, keras.losses.Loss, recipe, ("train", "loss", name))
                 if name in spec else None for name in outputs]
+    if len(outputs) > 1:  # one loss for every output: Keras wants it once per output
+        return [_loss_or_metric(spec, keras.losses, keras.losses.Loss, recipe, ("train", "loss")) for _ in outputs]
     return _loss_or_metric(spec, keras.losses, keras.losses.Loss, recipe, ("train", "loss"))
 
 

@@ -265,3 +265,24 @@ def test_plain_layers_build_a_sequential_model_with_keras_names():
     model = build_model(recipe("name: t\nmodel:\n  input: [4]\n  layers: [Dense: {units: 3}, Dense: {units: 2}]\n"))
     assert isinstance(model, keras.Sequential)
     assert [layer.name for layer in model.layers] == ["dense", "dense_1"]
+
+
+def test_one_loss_for_two_outputs_with_weights():
+    loaded = recipe("""
+name: exits
+model:
+  input: [8, 8, 1]
+  graph:
+    flat: Flatten
+    early: {Dense: {units: 10, activation: softmax}}
+    final: {Dense: {units: 10, activation: softmax}, from: flat}
+  outputs: [early, final]
+train:
+  loss_weights: {early: 0.3, final: 1.0}
+""")
+    model = build_model(loaded)
+    compile_model(model, loaded)
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(8, 8, 8, 1)).astype("float32"), rng.integers(0, 10, size=8)
+    logs = model.fit(x, (y, y), epochs=1, verbose=0).history
+    assert logs["loss"][0] == pytest.approx(0.3 * logs["early_loss"][0] + logs["final_loss"][0], rel=1e-3)
