@@ -12,31 +12,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
+from cnnctl.recipe.data_spec import DataSpec, SplitSpec
+from cnnctl.recipe.fields import KerasObject, PositiveInt, Section
+from cnnctl.recipe.train_spec import LogSpec, TrainSpec, per_output
 from cnnctl.recipe.yaml_loader import Located
 
+__all__ = ["BlockSpec", "DataSpec", "InputSpec", "KerasObject", "LogSpec", "ModelSpec", "PositiveInt", "Recipe",
+           "SplitSpec", "TrainSpec", "per_output"]
+
 EXPORT_FORMATS = ("savedmodel",)
-
-PositiveInt = Annotated[int, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-
-
-def _keras_object(value: Any) -> Any:
-    """A Keras name (``adam``) or a one-key mapping ``{Adam: {learning_rate: 1.0e-3}}``."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        (name, args), = value.items()
-        if isinstance(name, str) and (args is None or isinstance(args, dict)):
-            return value
-    raise ValueError(
-        "expected a Keras name (e.g. adam) or a one-key mapping of a class name to its "
-        f"arguments (e.g. {{Adam: {{learning_rate: 1.0e-3}}}}), got {value!r}"
-    )
-
-
-KerasObject = Annotated[Any, AfterValidator(_keras_object)]
 
 
 def _layer(value: Any) -> Any:
@@ -61,43 +47,6 @@ def _layer(value: Any) -> Any:
 
 
 LayerSpec = Annotated[Any, AfterValidator(_layer)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
-
-
-class SplitSpec(Section):
-    """Fractions of the whole data set held out, drawn seeded and stratified."""
-
-    validation: Fraction = 0.1
-    """Share of all examples held out for validation (picks best.keras)."""
-    test: Fraction = 0.2
-    """Share held out for the final test metrics; validation + test must be below 1."""
-
-    @model_validator(mode="after")
-    def _leaves_training_data(self) -> SplitSpec:
-        if self.validation + self.test >= 1.0:
-            raise ValueError(
-                f"validation ({self.validation}) + test ({self.test}) leave nothing to train on; "
-                "their sum must be below 1"
-            )
-        return self
-
-
-class DataSpec(Section):
-    """Where the examples come from and how they are fed."""
-
-    source: Literal["digits"] = "digits"
-    """digits: scikit-learn's bundled 8x8 digits (1,797 images, 10 classes, offline), pixels in [0, 1]."""
-    split: SplitSpec = SplitSpec()
-    """Seeded, stratified held-out splits (see data.split)."""
-    batch_size: PositiveInt = 32
-    """Examples per training step."""
-    shuffle: bool = True
-    """Reshuffle the training split every epoch (seeded)."""
-    cache: bool = True
-    """Keep decoded examples in memory after the first epoch."""
 
 
 def _run_name(value: str) -> str:
@@ -179,59 +128,6 @@ class ModelSpec(Section):
             return {"image": InputSpec(shape=self.input)}
         return {name: spec if isinstance(spec, InputSpec) else InputSpec(shape=spec)
                 for name, spec in (self.inputs or {}).items()}
-
-
-def _losses(value: Any) -> Any:
-    """One loss for every output, or a mapping of output names to losses."""
-    if isinstance(value, dict) and (len(value) > 1 or isinstance(next(iter(value.values()), None), str)):
-        return {name: _keras_object(spec) for name, spec in value.items()}  # {output: loss, ...}
-    return _keras_object(value)
-
-
-def per_output(value: Any, outputs) -> bool:
-    """Is ``train.loss`` given per output (``{output: loss}``) rather than as ``{Class: {args}}``?"""
-    if not isinstance(value, dict):
-        return False
-    return len(value) > 1 or set(value) <= set(outputs) or isinstance(next(iter(value.values()), None), str)
-
-
-def _metrics(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_keras_object(v) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for name, specs in value.items():
-            if not isinstance(specs, list):
-                raise ValueError(f"metrics of output '{name}' must be a list, e.g. [accuracy], got {specs!r}")
-            out[name] = [_keras_object(v) for v in specs]
-        return out
-    raise ValueError(f"expected a list of metrics, or a mapping of output names to lists, got {value!r}")
-
-
-class TrainSpec(Section):
-    """How the model is trained: Keras's own names and arguments."""
-
-    epochs: PositiveInt = 10
-    """Passes over the training split."""
-    optimizer: KerasObject = "adam"
-    """A Keras optimizer name or {Class: {args}}, e.g. {SGD: {learning_rate: 0.1, momentum: 0.9}}."""
-    loss: Annotated[Any, AfterValidator(_losses)] = "sparse_categorical_crossentropy"
-    """A Keras loss for every output, or {output: loss, ...} per output. Labels are class indices."""
-    loss_weights: list[float] | dict[str, float] | None = None
-    """Weights of the outputs' losses in the total: {output: weight} or a list in output order."""
-    metrics: Annotated[Any, AfterValidator(_metrics)] = ["accuracy"]
-    """Keras metrics for every output, or {output: [metrics]} per output."""
-    monitor: str | None = "val_loss"
-    """The logged value that picks best.keras (val_ + a loss or metric); null for none."""
-    mode: Literal["auto", "min", "max"] = "auto"
-    """Whether monitor should fall or rise; auto guesses from its name."""
-
-
-class LogSpec(Section):
-    """What is logged during training."""
-
-    tensorboard: bool = True
-    """TensorBoard events in logs/train and logs/validation: per-epoch scalars and the graph."""
 
 
 class Recipe(Section):
