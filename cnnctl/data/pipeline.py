@@ -25,6 +25,7 @@ class Datasets:
     sizes: dict[str, int]
     class_names: list[str]
     element_shape: tuple
+    class_counts: dict[str, np.ndarray] = field(default_factory=dict)  # split -> examples per class
     arrays: dict[str, tuple] = field(repr=False, default_factory=dict)  # split -> (x, y)
 
     def __getitem__(self, split: str) -> tf.data.Dataset:
@@ -71,5 +72,6 @@ def build_datasets(recipe: Recipe) -> Datasets:
         sizes={name: len(indices[name]) for name in SPLITS},
         class_names=source.class_names,
         element_shape=tuple(source.x.shape[1:]),
+        class_counts={name: np.bincount(arrays[name][1], minlength=len(source.class_names)) for name in SPLITS},
         arrays=arrays,
     )
