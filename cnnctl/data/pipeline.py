@@ -1,7 +1,10 @@
 """Recipe.data -> train / validation / test ``tf.data.Dataset``s.
 
-Stages, in order: split (seeded, stratified), cache, shuffle (training only),
-batch, prefetch.
+Stages, in order: split (seeded, stratified, on labels only), decode (parallel,
+inside the source), cache, shuffle (training only), batch, then one map per
+batch that casts to float32, augments (training only; inference mode elsewhere)
+and normalizes, and prefetch. Augmentation and normalization run on batches,
+after the cache, so cached examples stay un-augmented and 8-bit.
 """
 
 from __future__ import annotations
@@ -11,10 +14,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data.sources import SOURCES, ArraySource
+from cnnctl.data import files, preprocess, sources
+from cnnctl.data.sources import AUTOTUNE, DataError, Source
+from cnnctl.errors import RecipeError
+from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import Recipe
 
 SPLITS = ("train", "validation", "test")
+_FILE_CACHE_SHUFFLE = 10_000  # shuffle buffer after a file cache: bounded, since it holds decoded examples
+
+LOADERS = {
+    "digits": sources.load_digits, "keras": sources.load_keras, "npz": sources.load_npz, "csv": sources.load_csv,
+    "synthetic": sources.load_synthetic, "image_dir": files.load_image_dir, "tfrecord": files.load_tfrecord,
+    "tfds": files.load_tfds,
+}
 
 
 @dataclass
@@ -24,9 +37,13 @@ class Datasets:
     splits: dict[str, tf.data.Dataset]
     sizes: dict[str, int]
     class_names: list[str]
-    element_shape: tuple
+    element_shape: tuple  # what the model receives, after augmentation
     class_counts: dict[str, np.ndarray] = field(default_factory=dict)  # split -> examples per class
-    arrays: dict[str, tuple] = field(repr=False, default_factory=dict)  # split -> (x, y)
+    source: str = ""  # a description of where the data came from
+    stored_shape: tuple = ()  # as decoded, before augmentation
+    stored_dtype: str = "float32"
+    normalization: dict = field(default_factory=dict)  # see preprocess.normalization_record
+    augment: list[str] = field(default_factory=list)
 
     def __getitem__(self, split: str) -> tf.data.Dataset:
         return self.splits[split]
@@ -34,6 +51,19 @@ class Datasets:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def sample(self, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``count`` preprocessed examples of ``split`` (x, y) as NumPy arrays."""
+        xs, ys, have = [], [], 0
+        for x, y in self.splits[split]:
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+            have += len(y)
+            if have >= count:
+                break
+        if not xs:
+            return np.zeros((0, *self.element_shape), "float32"), np.zeros(0, "int32")
+        return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
 
 
 def split_indices(y: np.ndarray, validation: float, test: float, seed: int) -> dict[str, np.ndarray]:
@@ -43,35 +73,94 @@ def split_indices(y: np.ndarray, validation: float, test: float, seed: int) -> d
     everything = np.arange(len(y))
     out = {"validation": everything[:0], "test": everything[:0]}
     rest = everything
+    stratify = y if np.bincount(y).min(initial=2) >= 2 else None  # a class with one example cannot be stratified
     if test > 0:
-        rest, out["test"] = train_test_split(everything, test_size=test, stratify=y, random_state=seed)
+        rest, out["test"] = train_test_split(everything, test_size=test, stratify=stratify, random_state=seed)
     if validation > 0:
         share = validation / (1.0 - test)
-        rest, out["validation"] = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed)
+        strat = y[rest] if stratify is not None and np.bincount(y[rest]).min(initial=2) >= 2 else None
+        rest, out["validation"] = train_test_split(rest, test_size=share, stratify=strat, random_state=seed)
     out["train"] = rest
     return out
 
 
-def build_datasets(recipe: Recipe) -> Datasets:
-    """The recipe's data, split and turned into batched, prefetched tf.data pipelines."""
+def load_source(recipe: Recipe) -> Source:
+    """The recipe's data source, with its problems located in the recipe."""
     spec = recipe.data
-    source: ArraySource = SOURCES[spec.source]()
-    indices = split_indices(source.y, spec.split.validation, spec.split.test, recipe.seed)
-    splits, arrays = {}, {}
+    try:
+        return LOADERS[spec.kind](spec, recipe.seed)
+    except DataError as exc:
+        raise RecipeError(recipe.problem(("data", *exc.key), exc.message)) from None
+
+
+def assign_splits(source: Source, recipe: Recipe) -> dict[str, tuple[str, np.ndarray]]:
+    """{split: (stored part, indices into it)}: stored splits as they are, the rest carved from train/all."""
+    split = recipe.data.split
+    parts = source.parts
+    base = "all" if "all" in parts else "train"
+    test = 0.0 if "test" in parts else split.test
+    validation = 0.0 if "validation" in parts else split.validation
+    carved = split_indices(parts[base].labels, validation, test, recipe.seed) if len(parts[base].labels) else {}
+    out = {}
     for name in SPLITS:
-        x, y = source.x[indices[name]], source.y[indices[name]]
-        arrays[name] = (x, y)
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if spec.cache:
-            ds = ds.cache()
-        if name == "train" and spec.shuffle:
-            ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
-        splits[name] = ds.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
+        if name in parts and name != base:
+            out[name] = (name, np.arange(len(parts[name].labels)))
+        else:
+            out[name] = (base, carved.get(name, np.zeros(0, int)))
+    return out
+
+
+def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Datasets:
+    """The recipe's data, split and turned into batched, prefetched tf.data pipelines.
+
+    ``normalization`` (a run's stored record) replaces adapting ``standardize``
+    on the training split again.
+    """
+    spec = recipe.data
+    source = load_source(recipe)
+    assigned = assign_splits(source, recipe)
+    if len(assigned["train"][1]) == 0:
+        raise RecipeError(recipe.problem(("data",), "the training split is empty"))
+    augment = preprocess.augmentation_layers(recipe, source.value_range)
+    kind = preprocess.normalization(recipe, source.dtype)
+    standardize = None
+    if kind == "standardize":
+        standardize = preprocess.keras_normalization(normalization) if normalization else None
+        if standardize is None:
+            part, idx = assigned["train"]
+            raw = source.parts[part].make(idx, None).batch(256).map(lambda x, y: tf.cast(x, tf.float32))
+            standardize = preprocess.standardizer(raw)
+    splits = {}
+    for name in SPLITS:
+        part, idx = assigned[name]
+        splits[name] = _pipeline(source, part, idx, recipe, split=name,
+                                 transform=preprocess.batch_transform(augment, name == "train", kind,
+                                                                      spec.rescale, standardize))
+    labels = {name: source.parts[part].labels[idx] for name, (part, idx) in assigned.items()}
     return Datasets(
         splits=splits,
-        sizes={name: len(indices[name]) for name in SPLITS},
+        sizes={name: len(idx) for name, (_, idx) in assigned.items()},
         class_names=source.class_names,
-        element_shape=tuple(source.x.shape[1:]),
-        class_counts={name: np.bincount(arrays[name][1], minlength=len(source.class_names)) for name in SPLITS},
-        arrays=arrays,
+        element_shape=tuple(splits["train"].element_spec[0].shape[1:]),
+        class_counts={n: np.bincount(y, minlength=len(source.class_names)) for n, y in labels.items()},
+        source=source.description,
+        stored_shape=source.element_shape,
+        stored_dtype=source.dtype,
+        normalization=preprocess.normalization_record(kind, spec.rescale, standardize),
+        augment=[split_spec(a)[0] for a in spec.augment],
     )
+
+
+def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *, split: str,
+              transform) -> tf.data.Dataset:
+    spec = recipe.data
+    shuffle = split == "train" and spec.shuffle
+    cache = spec.cache
+    ds = source.parts[part].make(indices, recipe.seed if shuffle and cache == "none" else None)
+    if cache != "none":
+        ds = ds.cache("" if cache == "memory" else f"{cache}-{split}")
+        if shuffle:
+            buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
+            ds = ds.shuffle(max(buffer, 1), seed=recipe.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(spec.batch_size).map(transform, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

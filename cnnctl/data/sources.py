@@ -1,24 +1,94 @@
-"""Data sources: each returns the whole labelled data set as arrays, before splitting.
+"""Data sources: a recipe's ``data.source`` -> labelled examples, as tf.data, before splitting.
 
-Only ``digits`` exists yet; image folders, npz, csv, TFRecord and keras.datasets
-come next (they will stream through tf.data rather than load arrays).
+A source knows every label up front (for the stratified split and the class
+counts) and makes a ``tf.data.Dataset`` of ``(x, y)`` for any subset of its
+examples on demand. In-memory sources (digits, keras:*, npz, csv, synthetic)
+slice arrays; streaming sources (image_dir, tfrecord, in ``files.py``) decode
+files in parallel inside tf.data, so no Python runs per example.
 """
 
 from __future__ import annotations
 
+import csv
+import glob
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
+
+from cnnctl.errors import UserError, did_you_mean
+from cnnctl.recipe.data_spec import DataSpec
+
+AUTOTUNE = tf.data.AUTOTUNE
 
 
-@dataclass(frozen=True)
-class ArraySource:
-    x: np.ndarray  # (N, H, W, C) float32
-    y: np.ndarray  # (N,) int32 class indices
+class DataError(Exception):
+    """A data problem that a recipe key can fix; the pipeline locates it at ``data.<key>`` in the recipe."""
+
+    def __init__(self, key: tuple, message: str):
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
+@dataclass
+class Part:
+    """The examples of one stored split: their labels, and a maker of their dataset.
+
+    ``make(indices, shuffle_seed)`` gives ``(x, y)`` for ``indices`` (positions
+    in ``labels``); with a seed it reshuffles them every epoch, as cheaply as the
+    source allows (file names before decoding, arrays by index).
+    """
+
+    labels: np.ndarray  # int32 class indices
+    make: Callable[[np.ndarray, int | None], tf.data.Dataset]
+
+
+@dataclass
+class Source:
+    """What a loader gives: its stored parts ("all", or some of train/validation/test) and their form."""
+
+    parts: dict[str, Part]
     class_names: list[str]
+    element_shape: tuple  # one example, before augmentation
+    dtype: str  # of x as stored: uint8 for 8-bit images
+    value_range: tuple[float, float]  # what a pixel can be, for augmentation layers' value_range
+    description: str
+    streams: bool = False  # decoded from files every epoch unless cached
 
 
-def load_digits() -> ArraySource:
+def array_part(x: np.ndarray, y: np.ndarray) -> Part:
+    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((x[indices], y[indices]))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return ds
+
+    return Part(labels=y, make=make)
+
+
+def array_source(parts: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str], description: str,
+                 value_range: tuple[float, float] | None = None) -> Source:
+    first = next(iter(parts.values()))[0]
+    if value_range is None:
+        value_range = (0.0, 255.0) if first.dtype == np.uint8 else _observed_range(parts)
+    return Source(
+        parts={name: array_part(x, y) for name, (x, y) in parts.items()},
+        class_names=class_names, element_shape=tuple(first.shape[1:]), dtype=str(first.dtype),
+        value_range=value_range, description=description,
+    )
+
+
+def _observed_range(parts: dict) -> tuple[float, float]:
+    lows, highs = zip(*((float(x.min()), float(x.max())) for x, _ in parts.values() if len(x)), strict=True)
+    return min(lows), max(highs)
+
+
+# --- in-memory sources -------------------------------------------------------------------------
+
+
+def load_digits(spec: DataSpec, seed: int) -> Source:
     """scikit-learn's bundled 8x8 digits (1,797 images, offline), pixels min-max scaled to [0, 1]."""
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -26,7 +96,209 @@ def load_digits() -> ArraySource:
     images = bunch.images.astype("float32")
     lo, hi = images.min(), images.max()  # 0 and 16
     x = ((images - lo) / (hi - lo))[..., None]
-    return ArraySource(x=x, y=bunch.target.astype("int32"), class_names=[str(c) for c in bunch.target_names])
+    return array_source({"all": (x, bunch.target.astype("int32"))}, [str(c) for c in bunch.target_names],
+                        "scikit-learn digits (8x8 grayscale, scaled to [0, 1])", value_range=(0.0, 1.0))
 
 
-SOURCES = {"digits": load_digits}
+KERAS_CLASS_NAMES = {
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+
+def load_keras(spec: DataSpec, seed: int) -> Source:
+    """keras.datasets.NAME: downloaded once into ~/.keras/datasets, then read from there."""
+    import keras
+
+    name = spec.source.split(":", 1)[1]
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as exc:  # keras raises a bare Exception on a failed download
+        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "datasets")
+        raise UserError(
+            f"could not load keras:{name}: {str(exc).splitlines()[0]}. Keras downloads it once from "
+            f"{KERAS_URL} into {cache}; without a connection, save the images as a folder of class "
+            "sub-folders and use `source: image_dir`, or as arrays with `source: npz`"
+        ) from None
+    if x_train.ndim == 3:  # mnist, fashion_mnist: (N, 28, 28) grayscale
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    y_train, y_test = y_train.reshape(-1).astype("int32"), y_test.reshape(-1).astype("int32")
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    names = KERAS_CLASS_NAMES.get(name, [str(i) for i in range(classes)])
+    return array_source({"train": (x_train, y_train), "test": (x_test, y_test)}, names,
+                        f"keras.datasets.{name} ({x_train.shape[1]}x{x_train.shape[2]}, uint8)")
+
+
+def load_npz(spec: DataSpec, seed: int) -> Source:
+    """Arrays in NumPy .npz files: x and y (or x_train/y_train/x_test/y_test, as keras.datasets stores them)."""
+    x_key, y_key = spec.x or "x", spec.y or "y"
+    if isinstance(x_key, list):
+        raise DataError(("x",), f"an npz source reads one array as x, got {x_key}")
+    parts = {}
+    for split, path in split_paths(spec).items():
+        with np.load(path, allow_pickle=False) as arrays:  # no pickled objects: a data file runs no code
+            keys = list(arrays.keys())
+            if split == "all" and f"{x_key}_train" in keys and x_key not in keys:
+                for stored in ("train", "validation", "test"):
+                    if f"{x_key}_{stored}" in keys:
+                        parts[stored] = (_npz_array(arrays, f"{x_key}_{stored}", path, "x"),
+                                         _npz_array(arrays, f"{y_key}_{stored}", path, "y"))
+                continue
+            parts[split] = (_npz_array(arrays, x_key, path, "x"), _npz_array(arrays, y_key, path, "y"))
+    parts = {split: (_reshaped(x, spec, split), y) for split, (x, y) in parts.items()}
+    labels, names = encode_labels({split: y for split, (_, y) in parts.items()}, spec)
+    source = array_source({split: (x, labels[split]) for split, (x, _) in parts.items()}, names, "")
+    source.description = f"npz {spec.path} ({', '.join(f'{s}: {len(p.labels)}' for s, p in source.parts.items())})"
+    return source
+
+
+def _npz_array(arrays, key: str, path: str, which: str) -> np.ndarray:
+    if key not in arrays:
+        raise DataError((which,), f"{path} has no array '{key}'{did_you_mean(key, list(arrays.keys()))}; it has "
+                        f"{', '.join(arrays.keys())} (name them with data.x and data.y)")
+    return arrays[key]
+
+
+def load_csv(spec: DataSpec, seed: int) -> Source:
+    """A table with a header row: a label column and numeric feature columns (or flattened pixels + reshape)."""
+    parts = {split: _read_csv(path, spec) for split, path in split_paths(spec).items()}
+    labels, names = encode_labels({split: y for split, (_, y) in parts.items()}, spec)
+    parts = {split: (_reshaped(x, spec, split), labels[split]) for split, (x, _) in parts.items()}
+    source = array_source(parts, names, "")
+    source.description = f"csv {spec.path} ({source.element_shape} features per row)"
+    return source
+
+
+def _read_csv(path: str, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2:
+        raise UserError(f"{path} has no data rows; a csv source needs a header row and one row per example")
+    header, rows = [h.strip() for h in rows[0]], rows[1:]
+    y_name = spec.y or "label"
+    if y_name not in header:
+        raise DataError(("y",), f"{path} has no column '{y_name}'{did_you_mean(y_name, header)}; its columns are "
+                        f"{', '.join(header[:12])}{' ...' if len(header) > 12 else ''} (name it with data.y)")
+    x_names = spec.x if isinstance(spec.x, list) else [spec.x] if spec.x else [h for h in header if h != y_name]
+    for name in x_names:
+        if name not in header:
+            raise DataError(("x",), f"{path} has no column '{name}'{did_you_mean(name, header)}")
+    y_col, x_cols = header.index(y_name), [header.index(n) for n in x_names]
+    width = len(header)
+    for line, row in enumerate(rows, start=2):
+        if len(row) != width:
+            raise UserError(f"{path}:{line}: {len(row)} fields where the header has {width}")
+    table = np.array(rows, dtype=object)
+    try:
+        x = table[:, x_cols].astype("float32")
+    except ValueError:
+        for line, row in enumerate(rows, start=2):
+            for col in x_cols:
+                try:
+                    float(row[col])
+                except ValueError:
+                    raise UserError(f"{path}:{line}: column '{header[col]}' is '{row[col]}', not a number; "
+                                    "feature columns must be numeric (list them with data.x)") from None
+        raise
+    return x, table[:, y_col].astype(str)
+
+
+def load_synthetic(spec: DataSpec, seed: int) -> Source:
+    """Random images that can be learned: each class is a fixed random pattern plus as much noise.
+
+    Generated inside tf.data from (index, label) with stateless random ops, so a
+    large ``count`` costs no memory and the same seed gives the same examples.
+    """
+    shape, classes = tuple(spec.shape), spec.classes
+    labels = np.random.default_rng(seed).integers(0, classes, spec.count).astype("int32")
+    patterns = tf.random.stateless_uniform((classes, *shape), seed=[seed, 0])
+
+    def example(index, label):
+        noise = tf.random.stateless_uniform(shape, seed=tf.stack([tf.constant(seed, tf.int64), index + 1]))
+        return 0.5 * tf.gather(patterns, label) + 0.5 * noise, label
+
+    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((indices.astype("int64"), labels[indices]))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return ds.map(example, num_parallel_calls=AUTOTUNE)
+
+    return Source(parts={"all": Part(labels, make)}, class_names=[str(i) for i in range(classes)],
+                  element_shape=shape, dtype="float32", value_range=(0.0, 1.0),
+                  description=f"synthetic {list(shape)} x {spec.count}, {classes} classes")
+
+
+# --- shared helpers ----------------------------------------------------------------------------
+
+
+def split_paths(spec: DataSpec) -> dict[str, str]:
+    """``data.path`` as {split: existing path}; one path is the split ``all``."""
+    paths = {"all": spec.path} if isinstance(spec.path, str) else dict(spec.path)
+    for split, path in paths.items():
+        if not glob.has_magic(path) and not os.path.exists(path):
+            key = ("path",) if split == "all" else ("path", split)
+            raise DataError(key, f"{path} does not exist{closest_path(path)}")
+    return paths
+
+
+def closest_path(path: str) -> str:
+    """``; the closest existing path is X`` for a mistyped file or folder."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
+    if not parent:
+        return ""
+    hint = did_you_mean(os.path.basename(path), os.listdir(parent))
+    if hint:
+        return hint.replace("did you mean '", f"did you mean '{parent}{os.sep}")
+    return f" (the nearest existing folder is {parent})"
+
+
+def encode_labels(labels: dict[str, np.ndarray], spec: DataSpec) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Class indices (int32) for every split, and the class names in index order.
+
+    Whole numbers are used as indices (0..max, the Keras convention); anything
+    else (text) becomes the index of its name in ``data.class_names`` or in the
+    sorted distinct labels.
+    """
+    values = np.concatenate([np.asarray(y).reshape(-1) for y in labels.values()])
+    numeric = _whole_numbers(values)
+    if numeric is not None:
+        if numeric.size and numeric.min() < 0:
+            raise UserError(f"labels must be class indices 0, 1, ...; the data has label {int(numeric.min())}")
+        count = int(numeric.max()) + 1 if numeric.size else 0
+        names = spec.class_names or [str(i) for i in range(count)]
+        if len(names) < count:
+            raise DataError(("class_names",), f"the data has labels up to {count - 1} but data.class_names "
+                                              f"names {len(names)} classes")
+        return {s: _whole_numbers(np.asarray(y).reshape(-1)).astype("int32") for s, y in labels.items()}, names
+    text = values.astype(str)
+    names = spec.class_names or sorted(set(text.tolist()))
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(text.tolist()) - set(index))
+    if unknown:
+        raise DataError(("class_names",), f"label '{unknown[0]}' is not in data.class_names ({', '.join(names)})")
+    return {s: np.array([index[v] for v in np.asarray(y).reshape(-1).astype(str)], "int32")
+            for s, y in labels.items()}, names
+
+
+def _whole_numbers(values: np.ndarray) -> np.ndarray | None:
+    try:
+        numbers = values.astype("float64")
+    except ValueError:
+        return None
+    if numbers.size and not np.all(np.isfinite(numbers) & (numbers == np.round(numbers))):
+        return None
+    return numbers.astype("int64")
+
+
+def _reshaped(x: np.ndarray, spec: DataSpec, split: str) -> np.ndarray:
+    if spec.reshape is None:
+        return x
+    size = int(np.prod(spec.reshape))
+    if x[0].size != size:
+        raise DataError(("reshape",), f"{spec.reshape} holds {size} values but each example of the {split} "
+                        f"data has {x[0].size}")
+    return x.reshape(len(x), *spec.reshape)

@@ -15,6 +15,7 @@ import pydantic
 import yaml
 
 from cnnctl.errors import Problem, RecipeError, did_you_mean
+from cnnctl.recipe.data_spec import SOURCE_KEYS, SOURCE_SPECIFIC
 from cnnctl.recipe.overrides import apply_override
 from cnnctl.recipe.schema import Recipe
 from cnnctl.recipe.yaml_loader import Located, load_yaml, load_yaml_file
@@ -42,6 +43,7 @@ def recipe_from_doc(doc: Located, overrides: Iterable[str] = ()) -> Recipe:
         doc.data["name"] = re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "run"
     for assignment in overrides:
         apply_override(doc, assignment)
+    anchor_paths(doc)
     try:
         recipe = Recipe.model_validate(doc.data)
     except pydantic.ValidationError as exc:
@@ -51,10 +53,37 @@ def recipe_from_doc(doc: Located, overrides: Iterable[str] = ()) -> Recipe:
     return recipe
 
 
+def anchor_paths(doc: Located) -> None:
+    """Make ``data.path`` and a ``data.cache`` file absolute, so a run's stored recipe works from anywhere.
+
+    A path written in the recipe file is relative to the file's folder; one given
+    with ``--set`` is relative to the current directory, as a shell user expects.
+    """
+    data = doc.data.get("data")
+    if not isinstance(data, dict):
+        return
+    here = os.path.dirname(os.path.abspath(doc.source)) if os.path.isfile(doc.source) else os.getcwd()
+
+    def anchored(value: object, path: tuple) -> object:
+        if not isinstance(value, str) or not value or value in ("none", "memory"):
+            return value
+        base = os.getcwd() if doc.marks.get(path, "").startswith("--set") else here
+        return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+
+    if isinstance(data.get("path"), dict):
+        data["path"] = {k: anchored(v, ("data", "path", k)) for k, v in data["path"].items()}
+    elif "path" in data:
+        data["path"] = anchored(data["path"], ("data", "path"))
+    if "cache" in data:
+        data["cache"] = anchored(data["cache"], ("data", "cache"))
+
+
 def dump_recipe(recipe: Recipe) -> str:
     """The fully resolved recipe (defaults filled in) as YAML, as a run stores it."""
     data = recipe.model_dump(mode="json")
     data["model"] = {k: v for k, v in data["model"].items() if v is not None and v != {}}
+    read = SOURCE_KEYS[recipe.data.kind]  # keys of other sources would be refused when the run reloads it
+    data["data"] = {k: v for k, v in data["data"].items() if k not in SOURCE_SPECIFIC or (k in read and v is not None)}
     data["train"] = {k: v for k, v in data["train"].items() if k != "loss_weights" or v is not None}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
@@ -68,6 +97,8 @@ def _problem(doc: Located, err: dict) -> Problem:
         if not hint and known:
             hint = f"; known keys: {', '.join(sorted(known))}"
         return doc.problem(loc, f"unknown key '{loc[-1]}'{hint}", key=True)
+    if kind == "at_key":  # a model validator that names the key it is about
+        return doc.problem((*loc, err["ctx"]["at"]), err["msg"], key=err["ctx"]["key"])
     if kind == "missing":
         return doc.problem(loc[:-1], f"missing required key '{loc[-1]}'")
     message = err["msg"]

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from cnnctl.recipe.data_spec import DataSpec, SplitSpec
-from cnnctl.recipe.fields import KerasObject, PositiveInt, Section
+from cnnctl.recipe.fields import KerasObject, LayerSpec, PositiveInt, Section
 from cnnctl.recipe.train_spec import LogSpec, TrainSpec, per_output
 from cnnctl.recipe.yaml_loader import Located
 
@@ -25,28 +25,6 @@ __all__ = ["BlockSpec", "DataSpec", "InputSpec", "KerasObject", "LogSpec", "Mode
 EXPORT_FORMATS = ("savedmodel",)
 
 
-def _layer(value: Any) -> Any:
-    """A bare class name (``Flatten``) or ``{Conv2D: {filters: 32, ...}}``."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        (name, args), = value.items()
-        if isinstance(name, str) and (args is None or isinstance(args, dict)):
-            return value
-        raise ValueError(
-            f"the arguments of layer '{name}' must be a mapping of argument names to values, "
-            f"got {args!r}"
-        )
-    if isinstance(value, dict):
-        raise ValueError(
-            f"a layer is a one-key mapping from a Keras class name to its arguments; got "
-            f"{len(value)} keys ({', '.join(map(str, value))}): is the indentation of the "
-            "arguments off, or a '- ' missing before the next layer?"
-        )
-    raise ValueError(f"expected a Keras layer such as Flatten or {{Dense: {{units: 10}}}}, got {value!r}")
-
-
-LayerSpec = Annotated[Any, AfterValidator(_layer)]
 
 
 def _run_name(value: str) -> str:

@@ -118,7 +118,7 @@ def test_export_matches_keras_on_single_examples(trained):
     _, run, _ = trained
     model = keras.saving.load_model(run / "model.keras")
     serve = tf.saved_model.load(str(run / "export" / "savedmodel")).signatures["serving_default"]
-    x = build_datasets(load_recipe(str(run / "recipe.yaml"))).arrays["test"][0][:5]
+    x = build_datasets(load_recipe(str(run / "recipe.yaml"))).sample("test", 5)[0]
     batch = serve(image=tf.constant(x))["output_0"].numpy()
     for i in range(5):
         alone = serve(image=tf.constant(x[i:i + 1]))["output_0"].numpy()

@@ -33,7 +33,11 @@ def test_digits_pipeline_batches_scaled_images():
     assert data.class_names == [str(i) for i in range(10)] and data.element_shape == (8, 8, 1)
     x, y = next(iter(data["train"]))
     assert x.shape == (16, 8, 8, 1) and x.dtype.name == "float32" and y.dtype.name == "int32"
-    x_all = data.arrays["train"][0]
-    assert x_all.min() == 0.0 and x_all.max() == 1.0
-    test_labels = np.concatenate([y.numpy() for _, y in data["test"]])
-    assert np.array_equal(test_labels, data.arrays["test"][1])  # test split is not shuffled
+    x_all, _ = data.sample("train", data.sizes["train"])
+    assert x_all.min() == 0.0 and x_all.max() == 1.0 and len(x_all) == data.sizes["train"]
+    first = np.concatenate([y.numpy() for _, y in data["test"]])
+    again = np.concatenate([y.numpy() for _, y in data["test"]])
+    assert np.array_equal(first, again)  # the test split is not shuffled
+    epoch1 = np.concatenate([y.numpy() for _, y in data["train"]])
+    epoch2 = np.concatenate([y.numpy() for _, y in data["train"]])
+    assert not np.array_equal(epoch1, epoch2) and np.array_equal(np.sort(epoch1), np.sort(epoch2))

@@ -1,0 +1,236 @@
+"""Streaming sources: image folders and TFRecord files, decoded in parallel inside tf.data.
+
+Only file names (image_dir) or labels (tfrecord) are read up front; pixels are
+decoded per epoch by tf.data (or once, with ``data.cache``), never all held in
+memory unless the recipe asks for ``cache: memory``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from cnnctl.data.sources import AUTOTUNE, DataError, Part, Source, encode_labels, split_paths
+from cnnctl.errors import UserError
+from cnnctl.recipe.data_spec import IMAGE_EXTENSIONS, DataSpec
+
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "valid"), "test": ("test",)}
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_SHOWN = 5  # bad files listed by name
+
+
+def decoder(spec: DataSpec):
+    """bytes of a JPEG/PNG/BMP/GIF -> uint8 [height, width, channels] resized to ``data.image_size``."""
+    channels, size = CHANNELS[spec.color_mode], spec.image_size
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)  # a GIF gives its first frame
+        image = tf.image.resize(image, size, method=spec.interpolation)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+    return decode
+
+
+# --- image_dir ---------------------------------------------------------------------------------
+
+
+def load_image_dir(spec: DataSpec, seed: int) -> Source:
+    """A folder of class sub-folders, or of train/ validation/ test/ folders that each hold them."""
+    roots = _split_roots(spec)
+    listed = {split: _list_images(root) for split, root in roots.items()}
+    names = spec.class_names or sorted({c for files in listed.values() for c in files})
+    unknown = sorted({c for files in listed.values() for c in files} - set(names))
+    if unknown:
+        raise DataError(("class_names",), f"folder '{unknown[0]}' is not one of data.class_names "
+                                          f"({', '.join(names)}); add it, or move the folder away")
+    decode = decoder(spec)
+    parts, total, bad = {}, 0, []
+    for split, files in listed.items():
+        paths, labels = [], []
+        for class_index, name in enumerate(names):
+            for path in files.get(name, []):
+                if _readable(path):
+                    paths.append(path)
+                    labels.append(class_index)
+                else:
+                    bad.append(path)
+        if not paths:
+            raise DataError(("path",), f"{roots[split]} has no images ({', '.join(IMAGE_EXTENSIONS)}) in class "
+                                       "sub-folders; put each class's images in a folder named after it")
+        parts[split] = _file_part(np.array(paths), np.array(labels, "int32"), decode, spec.on_error)
+        total += len(paths)
+    _report_bad(bad, spec.on_error)
+    shape = (*spec.image_size, CHANNELS[spec.color_mode])
+    split_note = f", split folders {', '.join(s for s in roots if s != 'all')}" if "all" not in roots else ""
+    return Source(parts=parts, class_names=names, element_shape=shape, dtype="uint8", value_range=(0.0, 255.0),
+                  description=f"image_dir {spec.path} ({total} images, {len(names)} classes{split_note})",
+                  streams=True)
+
+
+def _split_roots(spec: DataSpec) -> dict[str, str]:
+    paths = split_paths(spec)
+    if "all" not in paths:
+        return paths
+    root = paths["all"]
+    if not os.path.isdir(root):
+        raise DataError(("path",), f"{root} is not a folder; image_dir reads a folder of class sub-folders")
+    found = {}
+    for split, folder_names in SPLIT_FOLDERS.items():
+        for folder in folder_names:
+            if os.path.isdir(os.path.join(root, folder)):
+                found[split] = os.path.join(root, folder)
+                break
+    if found and "train" not in found:
+        raise DataError(("path",), f"{root} has {', '.join(found)} folders but no train/ folder")
+    return found or {"all": root}
+
+
+def _list_images(root: str) -> dict[str, list[str]]:
+    """{class folder name: sorted image paths}, searching each class folder recursively."""
+    out = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        files = []
+        for folder, dirs, names in os.walk(entry.path, followlinks=True):
+            dirs.sort()
+            files += [os.path.join(folder, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        out[entry.name] = files
+    return out
+
+
+def _readable(path: str) -> bool:
+    """Does the file start like a JPEG, PNG, GIF or BMP? (cheap: 8 bytes, no decoding)"""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(magic) for magic in _MAGIC)
+
+
+def _report_bad(bad: list[str], on_error: str) -> None:
+    if not bad:
+        return
+    shown = "\n  ".join(bad[:_SHOWN]) + (f"\n  ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else "")
+    what = f"{len(bad)} file{'s' if len(bad) > 1 else ''} with an image extension cannot be read as an image"
+    if on_error == "fail":
+        raise UserError(f"{what} (empty, truncated or not an image):\n  {shown}\n"
+                        "remove or replace them, or set data.on_error: skip to leave them out")
+    print(f"warning: skipping {what}:\n  {shown}", file=sys.stderr)
+
+
+def _file_part(paths: np.ndarray, labels: np.ndarray, decode, on_error: str) -> Part:
+    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((paths[indices], labels[indices]))
+        if shuffle_seed is not None:  # shuffle names, not decoded images: a full shuffle costs nothing
+            ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
+        return ds.ignore_errors(log_warning=True) if on_error == "skip" else ds
+
+    return Part(labels=labels, make=make)
+
+
+# --- tfrecord ----------------------------------------------------------------------------------
+
+
+def load_tfrecord(spec: DataSpec, seed: int) -> Source:
+    """tf.train.Example records with a declared feature spec; encoded images are decoded like image_dir's."""
+    x_name = spec.x or "image"
+    y_name = spec.y or "label"
+    for key, name in (("x", x_name), ("y", y_name)):
+        if not isinstance(name, str) or name not in spec.features:
+            raise DataError(("features",), f"data.features has no feature '{name}' (data.{key}); it declares "
+                                           f"{', '.join(spec.features)}")
+    x_spec, y_spec = spec.features[x_name], spec.features[y_name]
+    if y_spec.dtype != "int64" or y_spec.shape:
+        raise DataError(("features", y_name), "the label feature is a scalar class index: {dtype: int64}")
+    image = x_spec.dtype == "string"
+    decode = decoder(spec) if image else None
+    x_feature = tf.io.FixedLenFeature([] if image else x_spec.shape, getattr(tf, x_spec.dtype))
+    y_feature = tf.io.FixedLenFeature([], tf.int64)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, {x_name: x_feature, y_name: y_feature})
+        x = decode(example[x_name]) if image else example[x_name]
+        return x, tf.cast(example[y_name], tf.int32)
+
+    def label_of(record):
+        return tf.io.parse_single_example(record, {y_name: y_feature})[y_name]
+
+    parts, raw_labels = {}, {}
+    for split, pattern in split_paths(spec).items():
+        files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not files:
+            raise DataError(("path",), f"no file matches {pattern}")
+        compression = spec.compression
+        if compression == "auto":
+            compression = "GZIP" if files[0].endswith(".gz") else "none"
+        records = tf.data.TFRecordDataset(files, compression_type="" if compression == "none" else compression)
+        try:
+            raw_labels[split] = np.concatenate(
+                [b for b in records.map(label_of, num_parallel_calls=AUTOTUNE).batch(4096).as_numpy_iterator()]
+                or [np.zeros(0, "int64")])
+        except tf.errors.OpError as exc:
+            raise UserError(f"cannot read the TFRecord files {pattern} (compression {compression}): "
+                            f"{exc.message.splitlines()[0]}; check data.compression and data.features") from None
+        parts[split] = records
+    labels, names = encode_labels(raw_labels, spec)
+    shape = (*spec.image_size, CHANNELS[spec.color_mode]) if image else tuple(x_spec.shape)
+    return Source(
+        parts={split: _record_part(records, labels[split], parse) for split, records in parts.items()},
+        class_names=names, element_shape=shape, dtype="uint8" if image else x_spec.dtype,
+        value_range=(0.0, 255.0) if image else (0.0, 1.0),
+        description=f"tfrecord {spec.path} ({sum(len(v) for v in labels.values())} records)", streams=True,
+    )
+
+
+def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
+    """Records can only be read in order: a subset is a mask over positions, shuffled as raw bytes."""
+
+    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+        keep = np.zeros(len(labels), bool)
+        keep[indices] = True
+        mask = tf.constant(keep)
+        ds = records.enumerate().filter(lambda i, _: tf.gather(mask, i)).map(lambda _, record: record)
+        if shuffle_seed is not None:
+            ds = ds.shuffle(min(len(indices), 10_000), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return ds.map(parse, num_parallel_calls=AUTOTUNE)
+
+    return Part(labels=labels, make=make)
+
+
+# --- tfds --------------------------------------------------------------------------------------
+
+
+def load_tfds(spec: DataSpec, seed: int) -> Source:
+    """A TensorFlow Datasets data set by name (``tfds:NAME``), if tensorflow-datasets is installed."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError(("source",), "tfds sources need the tensorflow-datasets package: "
+                                     "pip install tensorflow-datasets") from None
+    name = spec.source.split(":", 1)[1]
+    try:
+        builder = tfds.builder(name)
+        builder.download_and_prepare()
+    except Exception as exc:  # network errors, unknown names: tfds raises many kinds
+        raise UserError(f"could not prepare tfds:{name}: {str(exc).splitlines()[0]}; TensorFlow Datasets "
+                        "downloads it once into ~/tensorflow_datasets") from None
+    label = builder.info.features["label"]
+    decode = decoder(spec)
+    parts = {}
+    for split in ("train", "validation", "test"):
+        if split not in builder.info.splits:
+            continue
+        stored = builder.as_dataset(split=split, as_supervised=True, decoders={"image": tfds.decode.SkipDecoding()})
+        labels = np.concatenate([y for _, y in stored.batch(4096).as_numpy_iterator()]).astype("int32")
+        parts[split] = _record_part(stored, labels, lambda image, y: (decode(image), tf.cast(y, tf.int32)))
+    return Source(parts=parts, class_names=list(label.names), element_shape=(*spec.image_size,
+                  CHANNELS[spec.color_mode]), dtype="uint8", value_range=(0.0, 255.0),
+                  description=f"tfds {name}", streams=True)
