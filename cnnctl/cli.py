@@ -53,8 +53,10 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--graph", "graph_file", type=click.Path(dir_okay=False), default=None,
               help="Also draw the layer graph to this file (.svg or .png).")
-def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: str | None) -> None:
-    """Validate RECIPE and explain its model: shapes, parameters, MACs/FLOPs, receptive field."""
+@click.option("--data", "with_data", is_flag=True,
+              help="Also load the data: split sizes, class counts and balance, element shape; check it fits the model.")
+def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: str | None, with_data: bool) -> None:
+    """Validate RECIPE and explain its model: shapes, parameters, MACs/FLOPs, receptive field (and data)."""
     from cnnctl.recipe import load_recipe
 
     if graph_file is not None and os.path.splitext(graph_file)[1].lower() not in (".svg", ".png"):
@@ -68,6 +70,15 @@ def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: st
 
     check_training(built.model, loaded)
     report = check_report(built)
+    if with_data:
+        from cnnctl.data import build_datasets
+        from cnnctl.data.report import data_report
+        from cnnctl.train import check_fits_data
+
+        data = build_datasets(loaded)
+        check_fits_data(built.model, data, loaded)  # exit 2 when the output size is not the class count
+        report["data"] = data_report(data)
+        report["warnings"] += report["data"]["warnings"]
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if graph_file is not None:
@@ -115,6 +126,12 @@ def _print_check(report: dict) -> None:
         size = "x".join(map(str, field["size"]))
         stride = "x".join(map(str, field["stride"]))
         click.echo(f"receptive field of {field['layer']}: {size} input pixels, stride {stride}")
+    if "data" in report:
+        from cnnctl.data.report import format_data_report
+
+        click.echo("")
+        for line in format_data_report(report["data"]):
+            click.echo(line)
 
 
 @main.command()
