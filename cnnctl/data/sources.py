@@ -162,12 +162,18 @@ def _npz_array(arrays, key: str, path: str, which: str) -> np.ndarray:
 
 
 def load_csv(spec: DataSpec, seed: int) -> Source:
-    """A table with a header row: a label column and numeric feature columns (or flattened pixels + reshape)."""
+    """A table with a header row: a label column and numeric feature columns (or flattened pixels + reshape).
+
+    With ``reshape``, whole-number pixels in 0..255 are kept as 8-bit images (so
+    ``normalize: auto`` rescales them); without it the columns are float32 features.
+    """
     parts = {split: _read_csv(path, spec) for split, path in split_paths(spec).items()}
     labels, names = encode_labels({split: y for split, (_, y) in parts.items()}, spec)
     parts = {split: (_reshaped(x, spec, split), labels[split]) for split, (x, _) in parts.items()}
+    if spec.reshape is not None and all(_eight_bit(x) for x, _ in parts.values()):
+        parts = {split: (x.astype("uint8"), y) for split, (x, y) in parts.items()}  # pixels: rescaled by auto
     source = array_source(parts, names, "")
-    source.description = f"csv {spec.path} ({source.element_shape} features per row)"
+    source.description = f"csv {spec.path} ({sum(len(p.labels) for p in source.parts.values())} rows)"
     return source
 
 
@@ -292,6 +298,11 @@ def _whole_numbers(values: np.ndarray) -> np.ndarray | None:
     if numbers.size and not np.all(np.isfinite(numbers) & (numbers == np.round(numbers))):
         return None
     return numbers.astype("int64")
+
+
+def _eight_bit(x: np.ndarray) -> bool:
+    """Whole numbers in 0..255 with some above 1: pixels of 8-bit images, written as text."""
+    return bool(x.size and x.min() >= 0 and 1 < x.max() <= 255 and np.all(x == np.round(x)))
 
 
 def _reshaped(x: np.ndarray, spec: DataSpec, split: str) -> np.ndarray:
