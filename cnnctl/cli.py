@@ -77,6 +77,10 @@ def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: st
 
         data = build_datasets(loaded)
         check_fits_data(built.model, data, loaded)  # exit 2 when the output size is not the class count
+        if data.verify is not None:  # image files: decode every one now, not mid-epoch
+            from cnnctl.data.files import report_bad
+
+            report_bad(data.verify(), loaded.data.on_error)
         report["data"] = data_report(data)
         report["warnings"] += report["data"]["warnings"]
     for warning in report["warnings"]:

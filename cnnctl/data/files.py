@@ -64,12 +64,27 @@ def load_image_dir(spec: DataSpec, seed: int) -> Source:
                                        "sub-folders; put each class's images in a folder named after it")
         parts[split] = _file_part(np.array(paths), np.array(labels, "int32"), decode, spec.on_error)
         total += len(paths)
-    _report_bad(bad, spec.on_error)
+    report_bad(bad, spec.on_error)
+    every_file = np.concatenate([part.keys for part in parts.values()])
     shape = (*spec.image_size, CHANNELS[spec.color_mode])
     split_note = f", split folders {', '.join(s for s in roots if s != 'all')}" if "all" not in roots else ""
     return Source(parts=parts, class_names=names, element_shape=shape, dtype="uint8", value_range=(0.0, 255.0),
                   description=f"image_dir {spec.path} ({total} images, {len(names)} classes{split_note})",
-                  streams=True)
+                  streams=True, verify=lambda: undecodable(every_file, decode))
+
+
+def undecodable(paths: np.ndarray, decode) -> list[str]:
+    """The files that fail to decode (truncated or corrupt past their header): one parallel decoding pass."""
+    def attempt(index, path):  # the index depends on the pixels, so the decoding cannot be optimized away
+        pixels = decode(tf.io.read_file(path))
+        return index * tf.cast(tf.reduce_min(tf.cast(pixels, tf.int32)) >= 0, tf.int64)
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+    ds = ds.map(attempt, num_parallel_calls=AUTOTUNE).ignore_errors()
+    decoded = np.zeros(len(paths), bool)
+    for batch in ds.batch(4096).as_numpy_iterator():
+        decoded[batch] = True
+    return [str(p) for p in paths[~decoded]]
 
 
 def _split_roots(spec: DataSpec) -> dict[str, str]:
@@ -114,15 +129,16 @@ def _readable(path: str) -> bool:
     return any(head.startswith(magic) for magic in _MAGIC)
 
 
-def _report_bad(bad: list[str], on_error: str) -> None:
+def report_bad(bad: list[str], on_error: str) -> None:
+    """Fail listing the files (``on_error: fail``) or warn about them on stderr (``skip``)."""
     if not bad:
         return
     shown = "\n  ".join(bad[:_SHOWN]) + (f"\n  ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else "")
-    what = f"{len(bad)} file{'s' if len(bad) > 1 else ''} with an image extension cannot be read as an image"
+    files = f"{len(bad)} image file{'s' if len(bad) > 1 else ''}"
     if on_error == "fail":
-        raise UserError(f"{what} (empty, truncated or not an image):\n  {shown}\n"
+        raise UserError(f"{files} cannot be decoded (empty, truncated or not an image):\n  {shown}\n"
                         "remove or replace them, or set data.on_error: skip to leave them out")
-    print(f"warning: skipping {what}:\n  {shown}", file=sys.stderr)
+    print(f"warning: skipping {files} that cannot be decoded:\n  {shown}", file=sys.stderr)
 
 
 def _file_part(paths: np.ndarray, labels: np.ndarray, decode, on_error: str) -> Part:
@@ -133,7 +149,7 @@ def _file_part(paths: np.ndarray, labels: np.ndarray, decode, on_error: str) -> 
         ds = ds.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
         return ds.ignore_errors(log_warning=True) if on_error == "skip" else ds
 
-    return Part(labels=labels, make=make)
+    return Part(labels=labels, make=make, keys=paths)
 
 
 # --- tfrecord ----------------------------------------------------------------------------------
@@ -197,7 +213,14 @@ def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
         keep = np.zeros(len(labels), bool)
         keep[indices] = True
         mask = tf.constant(keep)
-        ds = records.enumerate().filter(lambda i, _: tf.gather(mask, i)).map(lambda _, record: record)
+
+        def kept(position, _):
+            return tf.gather(mask, position)
+
+        def record_only(_, record):
+            return record
+
+        ds = records.enumerate().filter(kept).map(record_only)
         if shuffle_seed is not None:
             ds = ds.shuffle(min(len(indices), 10_000), seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.map(parse, num_parallel_calls=AUTOTUNE)

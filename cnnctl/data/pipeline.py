@@ -9,6 +9,7 @@ after the cache, so cached examples stay un-augmented and 8-bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,7 @@ class Datasets:
     stored_dtype: str = "float32"
     normalization: dict = field(default_factory=dict)  # see preprocess.normalization_record
     augment: list[str] = field(default_factory=list)
+    verify: Callable[[], list[str]] | None = field(default=None, repr=False)  # see Source.verify
 
     def __getitem__(self, split: str) -> tf.data.Dataset:
         return self.splits[split]
@@ -148,6 +150,7 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
         stored_dtype=source.dtype,
         normalization=preprocess.normalization_record(kind, spec.rescale, standardize),
         augment=[split_spec(a)[0] for a in spec.augment],
+        verify=source.verify,
     )
 
 

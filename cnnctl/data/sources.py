@@ -43,6 +43,7 @@ class Part:
 
     labels: np.ndarray  # int32 class indices
     make: Callable[[np.ndarray, int | None], tf.data.Dataset]
+    keys: np.ndarray | None = None  # file paths, for a source that reads one file per example
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Source:
     value_range: tuple[float, float]  # what a pixel can be, for augmentation layers' value_range
     description: str
     streams: bool = False  # decoded from files every epoch unless cached
+    verify: Callable[[], list[str]] | None = None  # decodes everything once; returns what fails (files)
 
 
 def array_part(x: np.ndarray, y: np.ndarray) -> Part:
