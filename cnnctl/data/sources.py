@@ -9,9 +9,11 @@ files in parallel inside tf.data, so no Python runs per example.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -107,7 +109,6 @@ KERAS_CLASS_NAMES = {
                       "Ankle boot"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
-KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
 
 def load_keras(spec: DataSpec, seed: int) -> Source:
@@ -116,12 +117,13 @@ def load_keras(spec: DataSpec, seed: int) -> Source:
 
     name = spec.source.split(":", 1)[1]
     try:
-        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from ..." on stdout
+            (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as exc:  # keras raises a bare Exception on a failed download
         cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "datasets")
         raise UserError(
-            f"could not load keras:{name}: {str(exc).splitlines()[0]}. Keras downloads it once from "
-            f"{KERAS_URL} into {cache}; without a connection, save the images as a folder of class "
+            f"could not load keras:{name}: {str(exc).splitlines()[0]}. Keras downloads it once into {cache} "
+            "and reads it from there afterwards; without a connection, save the images as a folder of class "
             "sub-folders and use `source: image_dir`, or as arrays with `source: npz`"
         ) from None
     if x_train.ndim == 3:  # mnist, fashion_mnist: (N, 28, 28) grayscale
