@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnctl.data import build_datasets
+from cnnctl.data import Datasets, build_datasets
 from cnnctl.errors import UserError
 from cnnctl.model.saved import load_keras_model
 from cnnctl.recipe import load_recipe
@@ -10,11 +10,17 @@ from cnnctl.rundir import RunDir
 from cnnctl.train import compile_model, for_outputs
 
 
+def run_datasets(run: RunDir, recipe) -> Datasets:
+    """The run's data, normalized with the statistics stored at training time (data.json), if any."""
+    stored = run.read_json("data.json") if (run / "data.json").exists() else {}
+    return build_datasets(recipe, normalization=stored.get("normalization"))
+
+
 def evaluate_run(run: RunDir, split: str = "test", model_file: str = "model.keras") -> dict:
     """Loss and the recipe's metrics of the run's model on ``split`` (train, validation, test)."""
     recipe = load_recipe(str(run / "recipe.yaml"))
     model = load_keras_model(run / model_file)
-    data = build_datasets(recipe)
+    data = run_datasets(run, recipe)
     if data.sizes[split] == 0:
         raise UserError(f"the {split} split of {run.path} is empty (data.split.{split} is 0)")
     compile_model(model, recipe)

@@ -16,8 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data import Datasets, build_datasets
+from cnnctl.data import Datasets
 from cnnctl.errors import CnnctlError, UserError
+from cnnctl.evaluate import run_datasets
 from cnnctl.model.saved import load_keras_model
 from cnnctl.recipe import load_recipe
 from cnnctl.recipe.schema import EXPORT_FORMATS as FORMATS
@@ -34,7 +35,7 @@ def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = Fals
     with run.locked():
         recipe = load_recipe(str(run / "recipe.yaml"))
         model = load_keras_model(run / "model.keras")
-        return write_export(fmt, run, model, build_datasets(recipe), out=out, force=force)
+        return write_export(fmt, run, model, run_datasets(run, recipe), out=out, force=force)
 
 
 def write_export(fmt: str, run: RunDir, model, data: Datasets, *, out: str | None = None,

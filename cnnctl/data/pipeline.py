@@ -127,7 +127,8 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
     kind = preprocess.normalization(recipe, source.dtype)
     standardize = None
     if kind == "standardize":
-        standardize = preprocess.keras_normalization(normalization) if normalization else None
+        stored = normalization if normalization and normalization.get("normalize") == "standardize" else None
+        standardize = preprocess.keras_normalization(stored) if stored else None
         if standardize is None:
             part, idx = assigned["train"]
             raw = source.parts[part].make(idx, None).batch(256).map(lambda x, y: tf.cast(x, tf.float32))
