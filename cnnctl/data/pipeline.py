@@ -9,6 +9,8 @@ after the cache, so cached examples stay un-augmented and 8-bit.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -162,9 +164,17 @@ def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
     cache = spec.cache
     ds = source.parts[part].make(indices, recipe.seed if shuffle and cache == "none" else None)
     if cache != "none":
-        ds = ds.cache("" if cache == "memory" else f"{cache}-{split}")
+        ds = ds.cache("" if cache == "memory" else f"{cache}-{split}-{_fingerprint(recipe, source, indices)}")
         if shuffle:
             buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
             ds = ds.shuffle(max(buffer, 1), seed=recipe.seed, reshuffle_each_iteration=True)
     ds = ds.batch(spec.batch_size).map(transform, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _fingerprint(recipe: Recipe, source: Source, indices: np.ndarray) -> str:
+    """Names a file cache after what it holds (data settings, files found, the split), so a stale one is never read."""
+    decoded = recipe.data.model_dump(exclude={"batch_size", "shuffle", "cache", "augment", "normalize", "rescale"})
+    digest = hashlib.sha256(json.dumps({"data": decoded, "source": source.description}, sort_keys=True).encode())
+    digest.update(np.asarray(indices, "int64").tobytes())
+    return digest.hexdigest()[:12]
