@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -164,12 +165,23 @@ def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
     cache = spec.cache
     ds = source.parts[part].make(indices, recipe.seed if shuffle and cache == "none" else None)
     if cache != "none":
+        if cache != "memory":
+            _make_cache_folder(recipe)
         ds = ds.cache("" if cache == "memory" else f"{cache}-{split}-{_fingerprint(recipe, source, indices)}")
         if shuffle:
             buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
             ds = ds.shuffle(max(buffer, 1), seed=recipe.seed, reshuffle_each_iteration=True)
     ds = ds.batch(spec.batch_size).map(transform, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _make_cache_folder(recipe: Recipe) -> None:
+    folder = os.path.dirname(recipe.data.cache)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise RecipeError(recipe.problem(("data", "cache"), f"cannot create the cache folder {folder}: "
+                                         f"{exc.strerror}; give a writable path prefix, or cache: memory")) from None
 
 
 def _fingerprint(recipe: Recipe, source: Source, indices: np.ndarray) -> str:
