@@ -1,9 +1,10 @@
 """Model + datasets -> a trained run directory (DESIGN 2).
 
-``train(recipe)`` creates the run, writes the resolved recipe, builds the data
-and the model, checks they fit together, trains with Keras's own ``fit``, and
-writes model.keras, metrics.json and the recipe's exports. Keras's progress
-bar goes to stderr so that stdout carries only results.
+``train(recipe)`` checks everything that can reject the recipe (``prepare``),
+then creates the run, writes the resolved recipe, trains with Keras's own
+``fit`` (the recipe's callbacks, class weights, dtype policy, XLA and
+steps_per_execution), and writes model.keras, metrics.json and the recipe's
+exports. Keras's progress goes to stderr so that stdout carries only results.
 """
 
 from __future__ import annotations
@@ -13,23 +14,34 @@ import sys
 import time
 from contextlib import redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
 import cnnctl
+from cnnctl.callbacks import build_callbacks, make_parent_dirs
 from cnnctl.data import Datasets, build_datasets
-from cnnctl.errors import RecipeError, did_you_mean, first_line
-from cnnctl.model import build_model
+from cnnctl.errors import CnnctlError, RecipeError, first_line
+from cnnctl.model import build
 from cnnctl.model.objects import build_loss, build_metrics, build_optimizer
+from cnnctl.model.schedules import is_schedule_spec
 from cnnctl.recipe import Recipe, dump_recipe
 from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import per_output
 from cnnctl.rundir import RunDir, atomic_write_text, save_model_atomic
+from cnnctl.train_options import (
+    check_jit_compile,
+    check_monitor,
+    class_weights,
+    logged_names,
+    monitor_mode,
+    steps_per_epoch,
+)
 
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
-_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "iou")
+_PLACEHOLDER_RUN = Path("RUN")  # `cnnctl check` validates callbacks' file names against a run that does not exist
 
 
 @dataclass
@@ -38,11 +50,14 @@ class TrainResult:
     metrics: dict
 
 
-def compile_model(model: keras.Model, recipe: Recipe) -> None:
-    """``model.compile`` with the recipe's optimizer, losses and metrics (by keyword: Keras 3).
+def compile_model(model: keras.Model, recipe: Recipe, *, total_steps: int | None = None) -> None:
+    """``model.compile`` with the recipe's optimizer, losses, metrics, jit_compile and steps_per_execution.
 
-    Per-output settings (``loss: {exit1: ..., final: ...}``) become lists in the
-    model's output order; one loss or one metric list applies to every output.
+    Everything by keyword (Keras 3). Per-output settings (``loss: {exit1: ..., final: ...}``)
+    become lists in the model's output order; one loss or one metric list applies to every
+    output. ``total_steps`` (the run's optimizer steps) resolves a schedule's ``decay_steps:
+    auto``. A model built under mixed_float16 gets Keras's LossScaleOptimizer explicitly, so
+    that a saved model reloads with the same optimizer (Keras would wrap it only at compile).
     """
     outputs = recipe.graph.output_names
     several = len(outputs) > 1
@@ -52,8 +67,12 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
     metrics = build_metrics(recipe)
     if several and not isinstance(recipe.train.metrics, dict):
         metrics = [list(metrics) for _ in outputs]
-    model.compile(optimizer=build_optimizer(recipe), loss=build_loss(recipe), loss_weights=loss_weights,
-                  metrics=metrics)
+    optimizer = build_optimizer(recipe, total_steps)
+    if model.dtype_policy.name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    check_jit_compile(model, recipe)
+    model.compile(optimizer=optimizer, loss=build_loss(recipe), loss_weights=loss_weights, metrics=metrics,
+                  jit_compile=recipe.train.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
 
 
 def for_outputs(dataset, count: int):
@@ -96,37 +115,23 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
             ))
 
 
-def monitor_mode(monitor: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "max" if any(word in monitor for word in _HIGHER_IS_BETTER) else "min"
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds ``learning_rate`` to each epoch's logs (history.csv, progress): the optimizer's rate when the
+    epoch ends (a schedule's value at the steps taken so far), before a callback such as ReduceLROnPlateau
+    changes it. It runs first. Keras's own TensorBoard callback logs the same value."""
 
-
-def _check_monitor(model: keras.Model, recipe: Recipe, has_validation: bool) -> None:
-    monitor = recipe.train.monitor
-    if monitor is None:
-        return
-    metric_names = [m if isinstance(m, str) else m.name for m in keras.tree.flatten(build_metrics(recipe))]
-    names = ["loss", *metric_names]
-    if len(model.outputs) > 1:  # Keras 3 names them <output>_loss, <output>_<metric>
-        names += [f"{o}_{m}" for o in model.output_names for m in ["loss", *metric_names]]
-    known = names + ([f"val_{n}" for n in names] if has_validation else [])
-    if monitor not in known:
-        why = ""
-        if not has_validation and monitor.startswith("val_"):
-            why = " (data.split.validation is 0: no val_ metrics)"
-        raise RecipeError(recipe.problem(
-            ("train", "monitor"),
-            f"'{monitor}' is not a metric of this run{why}{did_you_mean(monitor, known)}; "
-            f"choose one of {', '.join(known)}",
-        ))
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 class RunRecorder(keras.callbacks.Callback):
     """After each epoch: history.csv, checkpoints/last.keras (model + optimizer), state.json, best.keras.
 
     Every file is rewritten whole under a temporary name and renamed, so a crash
-    leaves the previous epoch's files intact. Epochs are counted from 1.
+    leaves the previous epoch's files intact. Epochs are counted from 1. It runs after
+    every other callback, so a checkpoint holds what they changed (ReduceLROnPlateau's
+    learning rate, for instance).
     """
 
     def __init__(self, run: RunDir, monitor: str | None, mode: str):
@@ -162,21 +167,56 @@ def versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
+@dataclass
+class Prepared:
+    """A compiled model, its data, and what ``fit`` needs: every check that can reject the recipe is done."""
+
+    model: keras.Model
+    data: Datasets
+    policy: str  # the Keras dtype policy the model was built with
+    steps_per_epoch: int
+    total_steps: int
+    class_weight: dict[int, float] | None
+    logged: list[str]  # the values fit logs each epoch (monitor candidates)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.data.sizes["validation"] > 0
+
+
 def check_training(model: keras.Model, recipe: Recipe) -> None:
-    """What ``cnnctl check`` can tell without data: optimizer, losses, metrics and monitor exist."""
-    compile_model(model, recipe)
-    _check_monitor(model, recipe, recipe.data.split.validation > 0)
+    """What ``cnnctl check`` can tell without data: optimizer (schedule), losses, metrics, monitor, callbacks,
+    class weights (by index), jit_compile."""
+    compile_model(model, recipe)  # decay_steps: auto gets a placeholder step count (no data here)
+    has_validation = recipe.data.split.validation > 0
+    check_monitor(model, recipe, has_validation)
+    build_callbacks(recipe, _PLACEHOLDER_RUN, logged=logged_names(model, recipe, has_validation),
+                    has_validation=has_validation, schedule=_has_schedule(recipe))
+    class_weights(model, recipe)
 
 
-def prepare(recipe: Recipe) -> tuple[keras.Model, Datasets]:
+def prepare(recipe: Recipe) -> Prepared:
     """Data and a compiled model, after every check that can reject the recipe: no run exists yet."""
     data = build_datasets(recipe)
-    model = build_model(recipe)
+    built = build(recipe)
+    model = built.model
     check_fits_data(model, data, recipe)
-    compile_model(model, recipe)
-    _check_monitor(model, recipe, data.sizes["validation"] > 0)
+    per_epoch = steps_per_epoch(data.sizes["train"], recipe.data.batch_size)
+    total = per_epoch * recipe.train.epochs
+    compile_model(model, recipe, total_steps=total)
+    has_validation = data.sizes["validation"] > 0
+    check_monitor(model, recipe, has_validation)
+    logged = logged_names(model, recipe, has_validation)
+    build_callbacks(recipe, _PLACEHOLDER_RUN, logged=logged, has_validation=has_validation,
+                    schedule=_has_schedule(recipe))
+    weights = class_weights(model, recipe, class_names=data.class_names, counts=data.class_counts["train"])
     _check_loss_fits(model, data, recipe)
-    return model, data
+    return Prepared(model, data, built.policy, per_epoch, total, weights, logged)
+
+
+def _has_schedule(recipe: Recipe) -> bool:
+    _, args = split_spec(recipe.train.optimizer)
+    return is_schedule_spec(args.get("learning_rate"))
 
 
 def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
@@ -197,51 +237,45 @@ def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None
 def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> TrainResult:
     """Train ``recipe`` into a new run directory under ``runs_dir``; return it and its metrics."""
     started = time.perf_counter()
-    model, data = prepare(recipe)  # a recipe error leaves no run directory behind
-    has_validation = data.sizes["validation"] > 0
+    plan = prepare(recipe)  # a recipe error leaves no run directory behind
+    model, data = plan.model, plan.data
     run = RunDir.create(runs_dir, recipe.name)
     with run.locked():
         atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))
 
         recorder = RunRecorder(run, recipe.train.monitor, recipe.train.mode)
-        callbacks: list[Any] = [recorder]
+        extra = build_callbacks(recipe, run.path, logged=plan.logged, has_validation=plan.has_validation,
+                                schedule=_has_schedule(recipe))
+        make_parent_dirs(extra)
+        callbacks: list[Any] = [LearningRateLog(), *extra]
         if recipe.log.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
+        callbacks.append(recorder)  # last: its checkpoint holds what the others changed
         fit_started = time.perf_counter()
         with redirect_stdout(sys.stderr):
             outputs = len(model.outputs)
-            history = model.fit(
-                for_outputs(data["train"], outputs),
-                validation_data=for_outputs(data["validation"], outputs) if has_validation else None,
-                epochs=recipe.train.epochs,
-                shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset
-                callbacks=callbacks,
-                verbose=(1 if sys.stderr.isatty() else 2) if progress else 0,  # a log file gets one line per epoch
-            )
+            try:
+                history = model.fit(
+                    for_outputs(data["train"], outputs),
+                    validation_data=for_outputs(data["validation"], outputs) if plan.has_validation else None,
+                    epochs=recipe.train.epochs,
+                    shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset
+                    class_weight=plan.class_weight,
+                    callbacks=callbacks,
+                    verbose=(1 if sys.stderr.isatty() else 2) if progress else 0,  # a log file: one line per epoch
+                )
+            except RuntimeError as exc:  # TerminateOnNaN(raise_error=True)
+                if "NaN or Inf loss" not in str(exc):
+                    raise
+                raise CnnctlError(f"training stopped: {first_line(exc)} (TerminateOnNaN); the last good epoch is "
+                                  f"in {run / 'checkpoints'}") from None
         fit_seconds = time.perf_counter() - fit_started
         save_model_atomic(model, run / "model.keras")
-
-        last = {k: float(v[-1]) for k, v in history.history.items()}
-        metrics: dict[str, Any] = {
-            "name": recipe.name,
-            "epochs": len(history.epoch),
-            "train": {k: v for k, v in last.items() if not k.startswith("val_")},
-            "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
-        }
+        metrics = _metrics(recipe, plan, history, recorder, extra, fit_seconds=fit_seconds)
         if data.sizes["test"] > 0:
             test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
             metrics["test"] = {k: float(v) for k, v in test.items()}
-        if recorder.best_epoch is not None:
-            metrics["best"] = {"monitor": recorder.monitor, "mode": recorder.mode,
-                               "value": recorder.best, "epoch": recorder.best_epoch}
-        metrics.update({
-            "examples": data.sizes,
-            "params": model.count_params(),
-            "train_seconds": round(fit_seconds, 3),
-            "images_per_sec": round(data.sizes["train"] * len(history.epoch) / fit_seconds, 1),
-            "wall_seconds": round(time.perf_counter() - started, 3),
-            "versions": versions(),
-        })
+        metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
         run.write_json("metrics.json", metrics)
 
         if recipe.export:
@@ -251,3 +285,52 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
                 write_export(fmt, run, model, data)
             metrics = run.read_json("metrics.json")
     return TrainResult(run=run, metrics=metrics)
+
+
+def _metrics(recipe: Recipe, plan: Prepared, history: Any, recorder: RunRecorder, extra: list, *,
+             fit_seconds: float) -> dict[str, Any]:
+    """metrics.json, but for the test split and the wall time."""
+    last = {k: float(v[-1]) for k, v in history.history.items() if k != "learning_rate"}
+    epochs = len(history.epoch)
+    metrics: dict[str, Any] = {
+        "name": recipe.name,
+        "epochs": epochs,
+        "train": {k: v for k, v in last.items() if not k.startswith("val_")},
+        "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
+    }
+    if recorder.best_epoch is not None:
+        metrics["best"] = {"monitor": recorder.monitor, "mode": recorder.mode,
+                           "value": recorder.best, "epoch": recorder.best_epoch}
+    model = plan.model
+    metrics.update({
+        "examples": plan.data.sizes,
+        "params": model.count_params(),
+        "train_seconds": round(fit_seconds, 3),
+        "images_per_sec": round(plan.data.sizes["train"] * epochs / fit_seconds, 1),
+        "training": {
+            "epochs_planned": recipe.train.epochs,
+            "stopped_by": _stopped_by(extra, epochs, recipe.train.epochs, last),
+            "steps_per_epoch": plan.steps_per_epoch,
+            "steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+            "learning_rate": recorder.rows[-1]["learning_rate"] if recorder.rows else None,
+            "mixed_precision": plan.policy,
+            "jit_compile": bool(model.jit_compile),
+            "steps_per_execution": recipe.train.steps_per_execution,
+            "class_weight": {str(k): v for k, v in plan.class_weight.items()} if plan.class_weight else None,
+        },
+        "versions": versions(),
+    })
+    return metrics
+
+
+def _stopped_by(callbacks: list, epochs: int, planned: int, last: dict) -> str | None:
+    """Which callback ended training before train.epochs, if one did."""
+    if epochs >= planned:
+        return None
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.stopped_epoch > 0:
+            return "EarlyStopping"
+    if any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks) and not np.isfinite(
+            last.get("loss", 0.0)):
+        return "TerminateOnNaN"
+    return "a callback"

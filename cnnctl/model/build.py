@@ -3,7 +3,8 @@
 The recipe stage (``cnnctl.recipe.graph``) has already expanded blocks and
 resolved ``from``/``share`` into a flat list of calls; here each call becomes a
 Keras layer call. A plain chain becomes ``keras.Sequential``, anything else a
-functional ``keras.Model``, as a Keras user would have written it.
+functional ``keras.Model``, as a Keras user would have written it. The model is
+built under the dtype policy of ``train.mixed_precision`` (``cnnctl.model.precision``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import keras
 
 from cnnctl.errors import Problem, RecipeError, first_line
 from cnnctl.model.objects import layer_classes, make_layer
+from cnnctl.model.precision import is_mixed, policy_scope, resolve_policy
 from cnnctl.recipe.graph import Call, Graph
 from cnnctl.recipe.schema import Recipe
 
@@ -29,6 +31,7 @@ class Built:
     graph: Graph
     layers: dict[str, keras.layers.Layer]  # call key -> layer (the shared one for a share call)
     tensors: dict[str, Any]  # call key or input name -> symbolic output
+    policy: str = "float32"  # the Keras dtype policy it was built with
 
 
 def build_model(recipe: Recipe) -> keras.Model:
@@ -37,9 +40,16 @@ def build_model(recipe: Recipe) -> keras.Model:
 
 
 def build(recipe: Recipe) -> Built:
+    """Build under the recipe's dtype policy; the global policy is restored afterwards."""
+    policy = resolve_policy(recipe.train.mixed_precision)
+    with policy_scope(policy):
+        return dataclasses.replace(_build(recipe, float32_outputs=is_mixed(policy)), policy=policy)
+
+
+def _build(recipe: Recipe, *, float32_outputs: bool) -> Built:
     keras.utils.set_random_seed(recipe.seed)
     graph = recipe.graph
-    layers = _construct_layers(recipe, graph)
+    layers = _construct_layers(recipe, graph, float32_outputs)
     inputs = {name: keras.Input(shape=tuple(spec.shape), dtype=spec.dtype, name=name)
               for name, spec in graph.inputs.items()}
     tensors: dict[str, Any] = dict(inputs)
@@ -69,8 +79,14 @@ def build(recipe: Recipe) -> Built:
     return Built(model, graph, layers, tensors)
 
 
-def _construct_layers(recipe: Recipe, graph: Graph) -> dict[str, keras.layers.Layer]:
-    """Every layer object, before any is called: all bad layers are reported at once."""
+def _construct_layers(recipe: Recipe, graph: Graph, float32_outputs: bool = False) -> dict[str, keras.layers.Layer]:
+    """Every layer object, before any is called: all bad layers are reported at once.
+
+    With ``float32_outputs`` (a mixed policy) the layers that produce the model's
+    outputs compute in float32, unless the recipe gives them a dtype.
+    """
+    calls = {call.key: call for call in graph.calls}
+    output_layers = {calls[key].share or key for key in graph.outputs} if float32_outputs else set()
     problems: list[Problem] = []
     for block in sorted(set(recipe.model.blocks) & set(layer_classes())):
         problems.append(recipe.problem(("model", "blocks", block),
@@ -79,8 +95,11 @@ def _construct_layers(recipe: Recipe, graph: Graph) -> dict[str, keras.layers.La
     for call in graph.calls:
         if call.share is not None:
             continue
+        args = call.args
+        if call.key in output_layers and "dtype" not in args:
+            args = {**args, "dtype": "float32"}
         try:
-            layers[call.key] = make_layer(call.cls, call.args, recipe, call.path)
+            layers[call.key] = make_layer(call.cls, args, recipe, call.path)
         except RecipeError as exc:
             problems += [dataclasses.replace(p, message=p.message + call.context) for p in exc.problems]
     if problems:

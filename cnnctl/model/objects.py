@@ -1,5 +1,7 @@
 """Keras objects named in a recipe: layers, optimizers, losses, metrics, regularizers.
 
+Learning-rate schedules are in ``cnnctl.model.schedules``, callbacks in ``cnnctl.callbacks``.
+
 A recipe names Keras classes exactly as Keras spells them and passes their
 keyword arguments unchanged. This module resolves those names over a vetted
 list (never ``keras.layers.deserialize``, never an import), checks arguments
@@ -144,7 +146,10 @@ def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tupl
     )
 
 
-def build_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
+def build_optimizer(recipe: Recipe, total_steps: int | None = None) -> keras.optimizers.Optimizer:
+    """``train.optimizer``; a schedule as its ``learning_rate`` gets ``total_steps`` for ``auto`` (see schedules)."""
+    from cnnctl.model.schedules import build_schedule, is_schedule_spec
+
     spec = recipe.train.optimizer
     path = ("train", "optimizer")
     name, args = split_spec(spec)
@@ -156,9 +161,12 @@ def build_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
     if cls is None:
         hint = did_you_mean(name, classes) if name[:1].isupper() else did_you_mean(name.lower(), by_lower)
         raise RecipeError(recipe.problem(path, f"unknown Keras optimizer '{name}'{hint}"))
+    where = path + ((name,) if isinstance(spec, dict) else ())
     if isinstance(args.get("learning_rate"), int) and not isinstance(args["learning_rate"], bool):
         args["learning_rate"] = float(args["learning_rate"])  # Keras refuses the int 1 where 1.0 is fine
-    return instantiate(cls, args, recipe, path + ((name,) if isinstance(spec, dict) else ()))
+    elif is_schedule_spec(args.get("learning_rate")):
+        args["learning_rate"] = build_schedule(args["learning_rate"], recipe, (*where, "learning_rate"), total_steps)
+    return instantiate(cls, args, recipe, where)
 
 
 def build_loss(recipe: Recipe) -> Any:

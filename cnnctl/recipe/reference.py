@@ -40,6 +40,9 @@ TYPES = {
     "augment": "list of layers", "rescale": "number or `1/255`", "features": "mapping of names to features",
     "reshape": "shape", "DataSpec.x": "name, or list of names", "DataSpec.shape": "shape",
     "FeatureSpec.shape": "shape (`[]`: a scalar)",
+    "callbacks": "list of Keras names or `{Class: {args}}`",
+    "class_weight": "`balanced`, or mapping of classes to numbers",
+    "jit_compile": "`auto` \\| `true` \\| `false`",
 }
 
 

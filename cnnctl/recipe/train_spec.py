@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from cnnctl.recipe.fields import KerasObject, PositiveInt, Section, _keras_object
+
+PRECISIONS = ("auto", "off", "float16", "bfloat16")
 
 
 def _losses(value: Any) -> Any:
@@ -36,13 +38,39 @@ def _metrics(value: Any) -> Any:
     raise ValueError(f"expected a list of metrics, or a mapping of output names to lists, got {value!r}")
 
 
+def _class_weight(value: Any) -> Any:
+    """``balanced`` or a non-empty mapping; each class and weight is checked against the data later."""
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, dict) and value:
+        return value
+    if isinstance(value, str):
+        from cnnctl.errors import did_you_mean
+
+        raise ValueError(f"class_weight is 'balanced' or a mapping of classes to weights, got {value!r}"
+                         f"{did_you_mean(value, ['balanced'])}")
+    raise ValueError("class_weight is 'balanced' or a mapping of classes (index or name) to weights, "
+                     f"e.g. {{0: 1.0, 1: 5.0}}, got {value!r}")
+
+
+def _precision(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``off`` as false: take it as meant."""
+    return "off" if value is False else value
+
+
+def _jit_compile(value: Any) -> Any:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f"jit_compile is auto, true or false, got {value!r}")
+
+
 class TrainSpec(Section):
     """How the model is trained: Keras's own names and arguments."""
 
     epochs: PositiveInt = 10
     """Passes over the training split."""
     optimizer: KerasObject = "adam"
-    """A Keras optimizer name or {Class: {args}}, e.g. {SGD: {learning_rate: 0.1, momentum: 0.9}}."""
+    """A Keras optimizer name or {Class: {args}}; its learning_rate may be a schedule (see Training)."""
     loss: Annotated[Any, AfterValidator(_losses)] = "sparse_categorical_crossentropy"
     """A Keras loss for every output, or {output: loss, ...} per output. Labels are class indices."""
     loss_weights: list[float] | dict[str, float] | None = None
@@ -53,6 +81,16 @@ class TrainSpec(Section):
     """The logged value that picks best.keras (val_ + a loss or metric); null for none."""
     mode: Literal["auto", "min", "max"] = "auto"
     """Whether monitor should fall or rise; auto guesses from its name."""
+    callbacks: list[KerasObject] = []
+    """Keras callbacks by name and arguments, e.g. [{EarlyStopping: {patience: 3}}, TerminateOnNaN]."""
+    class_weight: Annotated[Any, AfterValidator(_class_weight)] = None
+    """Class weights in the training loss: balanced, or {class index or name: weight}; one output only."""
+    mixed_precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision)] = "auto"
+    """float16 or bfloat16 compute, float32 weights and outputs; auto: float16 on GPUs of compute capability 7+."""
+    jit_compile: Annotated[Any, AfterValidator(_jit_compile)] = "auto"
+    """XLA-compile the training step (Keras's compile argument); auto: on a GPU, if every layer supports it."""
+    steps_per_execution: PositiveInt = 1
+    """Batches per compiled call (Keras's compile argument); more cuts Python overhead on small models."""
 
 
 class LogSpec(Section):

@@ -1,0 +1,300 @@
+"""The training options of a recipe, resolved into Keras objects without training.
+
+Schedules (``decay_steps: auto``), callbacks (vetted names, files kept inside the run),
+class weights (sklearn's ``balanced``; by index or class name), dtype policies
+(``auto`` on the GPUs that gain; no global policy leaks), and what reaches
+``model.compile``. Real training runs are in test_training_runs.py.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cnnctl.callbacks import build_callbacks
+from cnnctl.errors import RecipeError
+from cnnctl.model import build
+from cnnctl.model.objects import build_optimizer
+from cnnctl.model.precision import policy_scope, resolve_policy
+from cnnctl.model.schedules import PLACEHOLDER_STEPS
+from cnnctl.recipe import load_recipe_text
+from cnnctl.train import check_training, compile_model
+from cnnctl.train_options import balanced_weights, class_weights, logged_names
+
+CHAIN = """
+name: t
+model:
+  input: [8, 8, 1]
+  layers:
+    - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}
+    - Flatten
+    - Dense: {units: 10, activation: softmax}
+"""
+
+TWO_OUTPUTS = """
+name: t
+model:
+  input: [8, 8, 1]
+  graph:
+    flat: {Flatten: {}, from: image}
+    label: {Dense: {units: 10, activation: softmax}}
+    early: {Dense: {units: 10, activation: softmax}, from: flat}
+  outputs: [label, early]
+"""
+
+
+def recipe(train: str = "", model: str = CHAIN):
+    text = textwrap.dedent(model).lstrip() + ("train:\n" + textwrap.indent(textwrap.dedent(train), "  ")
+                                              if train else "")
+    return load_recipe_text(text, "recipe.yaml")
+
+
+def problem_of(excinfo) -> str:
+    return str(excinfo.value.problems[0])
+
+
+# -- learning-rate schedules ---------------------------------------------------------------------
+
+COSINE = """
+optimizer: {Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.0, warmup_target: 1.0e-3,
+                                                 warmup_steps: 20, decay_steps: auto}}}}
+"""
+
+
+def schedule_of(optimizer):
+    return optimizer._learning_rate  # Keras keeps the schedule here; .learning_rate is its current value
+
+
+def test_decay_steps_auto_is_the_run_steps_minus_warmup():
+    schedule = schedule_of(build_optimizer(recipe(COSINE), total_steps=100))
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.decay_steps == 80 and schedule.warmup_steps == 20 and schedule.warmup_target == 1e-3
+    assert schedule.initial_learning_rate == 0.0
+
+
+def test_decay_steps_auto_without_data_uses_the_placeholder():
+    schedule = schedule_of(build_optimizer(recipe(COSINE)))  # `cnnctl check`: no step count
+    assert schedule.decay_steps == PLACEHOLDER_STEPS
+
+
+def test_first_decay_steps_auto_for_restarts_and_ints_become_floats():
+    spec = ("optimizer: {SGD: {learning_rate: {CosineDecayRestarts: "
+            "{initial_learning_rate: 1, first_decay_steps: auto}}}}")
+    schedule = schedule_of(build_optimizer(recipe(spec), total_steps=50))
+    assert schedule.first_decay_steps == 50
+    assert isinstance(schedule.initial_learning_rate, float)  # an int would make Keras compute in int32
+
+
+def test_warmup_longer_than_the_run_is_located_at_warmup_steps():
+    with pytest.raises(RecipeError) as excinfo:
+        build_optimizer(recipe(COSINE), total_steps=20)
+    message = problem_of(excinfo)
+    assert message.startswith("recipe.yaml:11:")  # the line of warmup_steps
+    assert "train.optimizer.Adam.learning_rate.CosineDecay.warmup_steps:" in message
+    assert "20 training steps minus warmup_steps (20)" in message
+
+
+@pytest.mark.parametrize("name", ["ExponentialDecay", "InverseTimeDecay", "PolynomialDecay"])
+def test_every_decay_schedule_takes_auto(name):
+    rate = ", decay_rate: 0.5" if name != "PolynomialDecay" else ""
+    spec = (f"optimizer: {{Adam: {{learning_rate: {{{name}: "
+            f"{{initial_learning_rate: 0.1, decay_steps: auto{rate}}}}}}}}}")
+    schedule = schedule_of(build_optimizer(recipe(spec), total_steps=30))
+    assert type(schedule).__name__ == name and schedule.decay_steps == 30
+
+
+def test_piecewise_constant_decay_by_step():
+    spec = "optimizer: {SGD: {learning_rate: {PiecewiseConstantDecay: {boundaries: [10, 20], values: [1, 0.1, 0.01]}}}}"
+    schedule = schedule_of(build_optimizer(recipe(spec)))
+    assert [float(schedule(s)) for s in (5, 15, 25)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+
+
+def _callbacks(train: str, run: Path, *, has_validation: bool = True, schedule: bool = False):
+    r = recipe(train)
+    model = build(r).model
+    compile_model(model, r)
+    return build_callbacks(r, run, logged=logged_names(model, r, has_validation), has_validation=has_validation,
+                           schedule=schedule)
+
+
+def test_callbacks_are_keras_own_with_their_arguments(tmp_path):
+    made = _callbacks("""
+        callbacks:
+          - EarlyStopping: {monitor: val_accuracy, patience: 3, min_delta: 0.01, restore_best_weights: true}
+          - ReduceLROnPlateau
+          - TerminateOnNaN
+          - CSVLogger: {filename: extra/log.csv}
+        """, tmp_path)
+    assert [type(c) for c in made] == [keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau,
+                                       keras.callbacks.TerminateOnNaN, keras.callbacks.CSVLogger]
+    early = made[0]
+    assert (early.monitor, early.patience, early.min_delta, early.restore_best_weights) == \
+        ("val_accuracy", 3, 0.01, True)
+    assert made[3].filename == str(tmp_path / "extra" / "log.csv")  # inside the run directory
+
+
+@pytest.mark.parametrize("filename", ["../log.csv", "extra/../../log.csv", "/tmp/log.csv", "history.csv",
+                                      "checkpoints/log.csv", "metrics.json", ""])
+def test_callback_files_stay_inside_the_run_and_off_its_own_files(filename, tmp_path):
+    with pytest.raises(RecipeError) as excinfo:
+        _callbacks(f"callbacks: [{{CSVLogger: {{filename: '{filename}'}}}}]", tmp_path)
+    assert "train.callbacks[0].CSVLogger.filename:" in problem_of(excinfo)
+
+
+@pytest.mark.parametrize(("name", "advice"), [
+    ("ModelCheckpoint", "train.monitor"), ("BackupAndRestore", "checkpoints/"), ("TensorBoard", "log.tensorboard"),
+    ("LambdaCallback", "runs Python code"), ("RemoteMonitor", "history.csv"),
+    ("LearningRateScheduler", "learning_rate a schedule"),
+])
+def test_refused_callbacks_say_what_to_use_instead(name, advice, tmp_path):
+    with pytest.raises(RecipeError) as excinfo:
+        _callbacks(f"callbacks: [{name}]", tmp_path)
+    assert f"callback {name} is not available in a recipe" in problem_of(excinfo)
+    assert advice in problem_of(excinfo)
+
+
+def test_early_stopping_default_monitor_needs_a_validation_split(tmp_path):
+    with pytest.raises(RecipeError) as excinfo:
+        _callbacks("callbacks: [EarlyStopping]", tmp_path, has_validation=False)
+    message = problem_of(excinfo)
+    assert "watches 'val_loss' by default" in message and "no val_ metrics" in message and "loss" in message
+
+
+def test_reduce_lr_on_plateau_and_a_schedule_exclude_each_other(tmp_path):
+    with pytest.raises(RecipeError) as excinfo:
+        _callbacks("callbacks: [ReduceLROnPlateau]", tmp_path, schedule=True)
+    assert "remove one of the two" in problem_of(excinfo)
+
+
+def test_callback_argument_types_are_checked_before_training(tmp_path):
+    with pytest.raises(RecipeError) as excinfo:
+        _callbacks("callbacks: [{EarlyStopping: {patience: '3'}}]", tmp_path)
+    assert "EarlyStopping.patience is a whole number, got '3'" in problem_of(excinfo)
+
+
+# -- class weights --------------------------------------------------------------------------------
+
+
+def test_balanced_weights_are_sklearns_on_an_imbalanced_split():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    counts = np.array([500, 60, 7, 33])
+    labels = np.repeat(np.arange(4), counts)
+    expected = compute_class_weight("balanced", classes=np.arange(4), y=labels)
+    np.testing.assert_allclose(balanced_weights(counts), expected, rtol=1e-12)
+    assert balanced_weights(counts)[2] == pytest.approx(600 / (4 * 7))  # the rare class counts most
+    assert balanced_weights([5, 0, 5]).tolist() == [2 / 3 * 1.0, 1.0, 2 / 3 * 1.0]  # an absent class: 1.0
+
+
+def test_class_weight_by_index_or_name_fills_the_rest_with_one():
+    r = recipe("class_weight: {0: 5.0, '3': 0.25}")
+    model = build(r).model
+    names = [str(i) for i in range(10)]
+    weights = class_weights(model, r, class_names=names)
+    assert weights == {**dict.fromkeys(range(10), 1.0), 0: 5.0, 3: 0.25}
+
+
+@pytest.mark.parametrize(("spec", "phrase"), [
+    ("{12: 1.0}", "there is no class 12: the classes are 0..9"),
+    ("{'seven': 1.0}", "unknown class 'seven'"),
+    ("{3: 2.0, '3': 1.0}", "class 3 is given twice"),
+    ("{3: -1.0}", "a class weight is a number, 0 or more"),
+])
+def test_bad_class_weights_are_located(spec, phrase):
+    r = recipe(f"class_weight: {spec}")
+    with pytest.raises(RecipeError) as excinfo:
+        class_weights(build(r).model, r, class_names=[str(i) for i in range(10)])
+    assert problem_of(excinfo).startswith("recipe.yaml:9:")
+    assert "train.class_weight" in problem_of(excinfo) and phrase in problem_of(excinfo)
+
+
+def test_class_weight_is_refused_for_several_outputs():
+    r = recipe("class_weight: balanced", model=TWO_OUTPUTS)
+    with pytest.raises(RecipeError) as excinfo:
+        check_training(build(r).model, r)
+    assert "Keras applies class_weight to a model with one output; this one has 2 (label, early)" in \
+        problem_of(excinfo)
+
+
+# -- mixed precision ------------------------------------------------------------------------------
+
+
+def test_auto_precision_is_float16_only_on_gpus_that_gain_from_it():
+    assert resolve_policy("auto", []) == "float32"  # CPU
+    assert resolve_policy("auto", [(7, 0)]) == "mixed_float16"  # Volta and later
+    assert resolve_policy("auto", [(8, 6), (6, 1)]) == "float32"  # one Pascal card slows the other
+    assert resolve_policy("auto") == "float32"  # this machine has no GPU
+    assert [resolve_policy(s) for s in ("off", "float16", "bfloat16")] == \
+        ["float32", "mixed_float16", "mixed_bfloat16"]
+
+
+def test_policy_scope_restores_the_previous_policy_even_on_error():
+    before = keras.config.dtype_policy().name
+    with pytest.raises(RuntimeError), policy_scope("mixed_bfloat16"):
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == before
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_mixed_model_computes_in_half_and_outputs_float32(precision):
+    built = build(recipe(f"mixed_precision: {precision}"))
+    model = built.model
+    policy = f"mixed_{precision}"
+    assert built.policy == policy
+    assert [layer.dtype_policy.name for layer in model.layers] == [policy, policy, "float32"]
+    assert model.layers[0].compute_dtype == precision and model.layers[0].variable_dtype == "float32"
+    assert model.outputs[0].dtype == "float32"
+    assert model(np.zeros((2, 8, 8, 1), "float32")).dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # nothing leaks into the next model
+    assert build(recipe()).model.layers[0].dtype_policy.name == "float32"
+
+
+def test_every_output_layer_is_float32_unless_the_recipe_says_otherwise():
+    model = build(recipe("mixed_precision: float16", model=TWO_OUTPUTS.replace(
+        "early: {Dense: {units: 10, activation: softmax}", "early: {Dense: {units: 10, activation: softmax, "
+        "dtype: mixed_float16}"))).model
+    policies = {layer.name: layer.dtype_policy.name for layer in model.layers[1:]}  # after the input
+    assert policies == {"flat": "mixed_float16", "label": "float32", "early": "mixed_float16"}
+
+
+def test_float16_training_gets_keras_loss_scaling_and_bfloat16_does_not():
+    for precision, wrapped in (("float16", True), ("bfloat16", False), ("off", False)):
+        r = recipe(f"mixed_precision: {precision}")
+        model = build(r).model
+        compile_model(model, r)
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) is wrapped, precision
+
+
+def test_unquoted_off_reads_as_off():
+    assert recipe("mixed_precision: off").train.mixed_precision == "off"  # YAML 1.1 reads it as false
+
+
+# -- compile options ------------------------------------------------------------------------------
+
+
+def test_jit_compile_and_steps_per_execution_reach_the_compiled_model():
+    r = recipe("jit_compile: true\nsteps_per_execution: 4")
+    model = build(r).model
+    compile_model(model, r)
+    assert model.jit_compile is True and model.steps_per_execution == 4
+    default = recipe()
+    model = build(default).model
+    compile_model(model, default)
+    assert model.jit_compile is False and model.steps_per_execution == 1  # auto: XLA is off on a CPU
+
+
+def test_jit_compile_true_names_the_layers_xla_cannot_compile():
+    zoom = CHAIN.replace("- Flatten", "- RandomZoom: {height_factor: 0.1}\n    - Flatten")
+    r = recipe("jit_compile: true", model=zoom)
+    with pytest.raises(RecipeError) as excinfo:
+        check_training(build(r).model, r)
+    assert "train.jit_compile: XLA cannot compile random_zoom (RandomZoom)" in problem_of(excinfo)
+
