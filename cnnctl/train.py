@@ -23,6 +23,7 @@ import numpy as np
 import cnnctl
 from cnnctl.callbacks import build_callbacks, make_parent_dirs
 from cnnctl.data import Datasets, build_datasets
+from cnnctl.data.report import data_record
 from cnnctl.errors import CnnctlError, RecipeError, first_line
 from cnnctl.model import build
 from cnnctl.model.objects import build_loss, build_metrics, build_optimizer
@@ -242,6 +243,7 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
     run = RunDir.create(runs_dir, recipe.name)
     with run.locked():
         atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))
+        run.write_json("data.json", data_record(data))  # the classes and normalization eval and export reuse
 
         recorder = RunRecorder(run, recipe.train.monitor, recipe.train.mode)
         extra = build_callbacks(recipe, run.path, logged=plan.logged, has_validation=plan.has_validation,
