@@ -144,19 +144,19 @@ def _print_check(report: dict) -> None:
 @click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds the runs.")
 @click.option("--name", default=None, help="Run name (default: the recipe's name).")
 def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | None) -> None:
-    """Train RECIPE into a new run directory; print it and the final metrics."""
+    """Train RECIPE into a new run directory; print a summary: metrics, best epoch, time, the run."""
     from cnnctl.recipe import load_recipe
 
     if name is not None:
         overrides = (f"name={json.dumps(name)}", *overrides)
     loaded = load_recipe(recipe, overrides)
     import_tensorflow()
+    from cnnctl.summary import format_summary
     from cnnctl.train import train as train_recipe
 
     click.echo(f"training {loaded.name}; run directory under {runs_dir}/{loaded.name}/", err=True)
     result = train_recipe(loaded, runs_dir)
-    _print_metrics(result.metrics)
-    click.echo(f"run: {result.run.path}")
+    click.echo(format_summary(result.metrics, str(result.run.path)))
 
 
 @main.command(name="eval")
@@ -201,23 +201,6 @@ def export(fmt: str, run: str, out: str | None, force: bool, runs_dir: str) -> N
     record = export_run(fmt, run_dir, out=out, force=force)
     click.echo(f"{fmt}: {record['path']} (signature '{record['signature']}', input '{record['input']}'; "
                f"matches Keras on {record['checked_examples']} examples, max |diff| {record['max_abs_diff']:.2g})")
-
-
-def _print_metrics(metrics: dict) -> None:
-    from cnnctl.tables import format_table
-
-    splits = [s for s in ("train", "validation", "test") if metrics.get(s)]
-    names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
-    rows = [[s] + [metrics[s].get(n, "") for n in names] for s in splits]
-    click.echo(format_table(["split", *names], rows, "l" + "r" * len(names)))
-    best = metrics.get("best")
-    if best:
-        click.echo(f"best {best['monitor']}: {best['value']:.4f} at epoch {best['epoch']} (best.keras)")
-    epochs = "1 epoch" if metrics["epochs"] == 1 else f"{metrics['epochs']} epochs"
-    click.echo(f"{epochs} in {metrics['train_seconds']:.1f} s, "
-               f"{metrics['images_per_sec']:,.0f} images/s")
-    for fmt, record in metrics.get("exports", {}).items():
-        click.echo(f"export {fmt}: {record['path']} (max |diff| vs Keras {record['max_abs_diff']:.2g})")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from cnnctl.model.objects import build_optimizer
 from cnnctl.model.precision import policy_scope, resolve_policy
 from cnnctl.model.schedules import PLACEHOLDER_STEPS
 from cnnctl.recipe import load_recipe_text
+from cnnctl.summary import format_summary
 from cnnctl.train import check_training, compile_model
 from cnnctl.train_options import balanced_weights, class_weights, logged_names
 
@@ -297,4 +298,26 @@ def test_jit_compile_true_names_the_layers_xla_cannot_compile():
     with pytest.raises(RecipeError) as excinfo:
         check_training(build(r).model, r)
     assert "train.jit_compile: XLA cannot compile random_zoom (RandomZoom)" in problem_of(excinfo)
+
+# -- the summary ----------------------------------------------------------------------------------
+
+
+def test_summary_shows_the_last_epoch_best_epoch_test_time_and_run():
+    metrics = {
+        "epochs": 4, "train": {"accuracy": 0.9, "loss": 0.3}, "validation": {"accuracy": 0.8, "loss": 0.5},
+        "test": {"accuracy": 0.85, "loss": 0.4}, "best": {"monitor": "val_loss", "value": 0.45, "epoch": 2},
+        "train_seconds": 3.21, "images_per_sec": 4321.0,
+        "training": {"epochs_planned": 10, "stopped_by": "EarlyStopping", "learning_rate": 0.0005,
+                     "mixed_precision": "mixed_bfloat16", "jit_compile": False, "steps_per_execution": 2},
+    }
+    lines = format_summary(metrics, "runs/t/1").splitlines()
+    assert lines[0].split() == ["split", "loss", "accuracy"]  # losses first
+    assert lines[2].split() == ["train", "0.3000", "0.9000"]
+    assert lines[4].split() == ["test", "0.4000", "0.8500"]
+    assert "last epoch: 4 of 10, stopped early by EarlyStopping (train and validation above)" in lines
+    assert "best epoch: 2, val_loss 0.4500 (best.keras)" in lines
+    assert "time: 3.2 s, 4,321 images/s" in lines
+    assert "learning rate: 0.0005 at the end" in lines
+    assert "compute: dtype policy mixed_bfloat16, 2 steps per execution" in lines
+    assert lines[-1] == "run: runs/t/1"
 
