@@ -8,6 +8,7 @@ class weights (sklearn's ``balanced``; by index or class name), dtype policies
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -299,6 +300,7 @@ def test_jit_compile_true_names_the_layers_xla_cannot_compile():
         check_training(build(r).model, r)
     assert "train.jit_compile: XLA cannot compile random_zoom (RandomZoom)" in problem_of(excinfo)
 
+
 # -- the summary ----------------------------------------------------------------------------------
 
 
@@ -321,3 +323,20 @@ def test_summary_shows_the_last_epoch_best_epoch_test_time_and_run():
     assert "compute: dtype policy mixed_bfloat16, 2 steps per execution" in lines
     assert lines[-1] == "run: runs/t/1"
 
+
+# -- the docs -------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).parents[2] / "docs" / "recipe.md"
+TRAINING_SECTION = DOCS.read_text().split("\n## Training\n", 1)[1].split("\n## ", 1)[0]
+TRAIN_EXAMPLES = [block for block in re.findall(r"```yaml\n(.*?)```", TRAINING_SECTION, re.S)
+                  if block.startswith("train:")]
+
+
+@pytest.mark.parametrize("example", TRAIN_EXAMPLES, ids=[f"example{i}" for i in range(len(TRAIN_EXAMPLES))])
+def test_train_examples_in_the_docs_pass_check(example):
+    r = load_recipe_text(textwrap.dedent(CHAIN).lstrip() + example, "docs/recipe.md")
+    check_training(build(r).model, r)
+
+
+def test_the_docs_have_a_train_example():
+    assert TRAIN_EXAMPLES
