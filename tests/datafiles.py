@@ -85,3 +85,29 @@ def write_tfrecord(path: Path, count: int = 300, classes: int = 10, *, encoded: 
             example = tf.train.Example(features=tf.train.Features(feature={"image": feature, "label": label_feature}))
             writer.write(example.SerializeToString())
     return path
+
+
+def write_image(path: Path, pixels: np.ndarray) -> Path:
+    """Save uint8 pixels ([H, W] grayscale, [H, W, 3] RGB, [H, W, 4] RGBA) in the format of the file's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, "uint8")).save(path)
+    return path
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """The grayscale uint8 pixels [H, W] of an image file, as PIL decodes them (the reference for a decoder)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"))
+
+
+def write_class_folders(root: Path, counts: dict[str, int], size: int = 8, ext: str = "png") -> Path:
+    """root/NAME/NNNN.ext with counts[NAME] images of one digit each (the i-th name gets digit i): any balance."""
+    x, y = digits(classes=len(counts))
+    for digit, (name, count) in enumerate(counts.items()):
+        images = x[y == digit]
+        assert count <= len(images), f"only {len(images)} images of digit {digit}"
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(images[i], mode="L").resize((size, size), Image.NEAREST).save(folder / f"{i:04d}.{ext}")
+    return root
