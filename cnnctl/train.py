@@ -269,8 +269,9 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
             except RuntimeError as exc:  # TerminateOnNaN(raise_error=True)
                 if "NaN or Inf loss" not in str(exc):
                     raise
-                raise CnnctlError(f"training stopped: {first_line(exc)} (TerminateOnNaN); the last good epoch is "
-                                  f"in {run / 'checkpoints'}") from None
+                kept = (f"epoch {len(recorder.rows)} (the last finished) is in {run / 'checkpoints'}"
+                        if recorder.rows else "no epoch had finished")
+                raise CnnctlError(f"training stopped: {first_line(exc)} (TerminateOnNaN); {kept}") from None
         fit_seconds = time.perf_counter() - fit_started
         save_model_atomic(model, run / "model.keras")
         metrics = _metrics(recipe, plan, history, recorder, extra, fit_seconds=fit_seconds)

@@ -182,3 +182,29 @@ def test_xla_and_steps_per_execution_reach_fit(jit_compile, tmp_path):
     assert len(rows) == 2 and rows[1]["loss"] < rows[0]["loss"]
     model = keras.saving.load_model(result.run / "model.keras")
     assert model.jit_compile is jit_compile and model.steps_per_execution == 4  # saved with the compile config
+
+
+DIVERGES = DENSE.replace("- Dense: {units: 10, activation: softmax}", "- Dense: {units: 10}")  # logits
+NAN_TRAIN = """
+epochs: 5
+optimizer: {SGD: {learning_rate: 1.0e+30}}
+loss: {SparseCategoricalCrossentropy: {from_logits: true}}
+"""
+
+
+def test_terminate_on_nan_stops_a_diverging_run(tmp_path):
+    result = train(recipe(NAN_TRAIN + "callbacks: [TerminateOnNaN]", model=DIVERGES), str(tmp_path), progress=False)
+    assert result.metrics["epochs"] == 1 and result.metrics["training"]["stopped_by"] == "TerminateOnNaN"
+    assert math.isnan(result.metrics["train"]["loss"])
+
+
+def test_terminate_on_nan_with_raise_error_fails_the_job(tmp_path):
+    from cnnctl.errors import CnnctlError
+
+    with pytest.raises(CnnctlError) as excinfo:
+        train(recipe(NAN_TRAIN + "callbacks: [{TerminateOnNaN: {raise_error: true}}]", model=DIVERGES),
+              str(tmp_path), progress=False)
+    assert excinfo.value.exit_code == 1
+    assert "training stopped: NaN or Inf loss" in str(excinfo.value) and "no epoch had finished" in str(excinfo.value)
+    (run,) = (tmp_path / "t").iterdir()
+    assert not (run / ".lock").exists()  # the run directory is released
