@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 
 import numpy as np
@@ -25,15 +26,43 @@ _SHOWN = 5  # bad files listed by name
 
 
 def decoder(spec: DataSpec):
-    """bytes of a JPEG/PNG/BMP/GIF -> uint8 [height, width, channels] resized to ``data.image_size``."""
+    """bytes of a JPEG/PNG/BMP/GIF -> uint8 [height, width, channels] resized to ``data.image_size``.
+
+    Files are decoded with the channels they have (TensorFlow refuses, e.g., a
+    grayscale decode of a GIF), then converted to ``color_mode``.
+    """
     channels, size = CHANNELS[spec.color_mode], spec.image_size
 
     def decode(data):
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)  # a GIF gives its first frame
+        image = tf.io.decode_image(data, channels=0, expand_animations=False)  # a GIF gives its first frame
+        image = with_channels(tf.cast(image, tf.float32), channels)
         image = tf.image.resize(image, size, method=spec.interpolation)
         return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
     return decode
+
+
+_LUMA = (0.2989, 0.5870, 0.1140)  # ITU-R BT.601, as tf.image.rgb_to_grayscale
+
+
+def with_channels(image, channels: int):
+    """A float image with 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) channels -> ``channels`` channels."""
+    def grey(x):
+        return x[..., :1] if x.shape[-1] in (1, 2) else tf.reduce_sum(x[..., :3] * _LUMA, axis=-1, keepdims=True)
+
+    def opaque(x):
+        return tf.ones_like(x[..., :1]) * 255.0
+
+    def convert(have: int):
+        def branch():
+            x = tf.ensure_shape(image, [None, None, have])
+            colour = tf.tile(x[..., :1], [1, 1, 3]) if have in (1, 2) else x[..., :3]
+            alpha = x[..., -1:] if have in (2, 4) else opaque(x)
+            return {1: grey(x), 3: colour, 4: tf.concat([colour, alpha], -1)}[channels]
+        return branch
+
+    converted = tf.switch_case(tf.shape(image)[-1] - 1, [convert(have) for have in (1, 2, 3, 4)])
+    return tf.ensure_shape(converted, [None, None, channels])
 
 
 # --- image_dir ---------------------------------------------------------------------------------
@@ -49,22 +78,22 @@ def load_image_dir(spec: DataSpec, seed: int) -> Source:
         raise DataError(("class_names",), f"folder '{unknown[0]}' is not one of data.class_names "
                                           f"({', '.join(names)}); add it, or move the folder away")
     decode = decoder(spec)
-    parts, total, bad = {}, 0, []
-    for split, files in listed.items():
-        paths, labels = [], []
-        for class_index, name in enumerate(names):
-            for path in files.get(name, []):
-                if _readable(path):
-                    paths.append(path)
-                    labels.append(class_index)
-                else:
-                    bad.append(path)
+    found = {split: [(path, i) for i, name in enumerate(names) for path in files.get(name, [])]
+             for split, files in listed.items()}
+    bad = [path for files in found.values() for path, _ in files if not _readable(path)]
+    if spec.on_error == "skip":  # every file decoded once, so that sizes and class counts are exact
+        unread = set(bad)
+        bad += undecodable(np.array([p for files in found.values() for p, _ in files if p not in unread]), decode)
+    report_bad(bad, spec.on_error)
+    parts, total, dropped = {}, 0, set(bad)
+    for split, files in found.items():
+        paths = [path for path, _ in files if path not in dropped]
+        labels = [label for path, label in files if path not in dropped]
         if not paths:
             raise DataError(("path",), f"{roots[split]} has no images ({', '.join(IMAGE_EXTENSIONS)}) in class "
                                        "sub-folders; put each class's images in a folder named after it")
-        parts[split] = _file_part(np.array(paths), np.array(labels, "int32"), decode, spec.on_error)
+        parts[split] = _file_part(np.array(paths), np.array(labels, "int32"), decode)
         total += len(paths)
-    report_bad(bad, spec.on_error)
     every_file = np.concatenate([part.keys for part in parts.values()])
     shape = (*spec.image_size, CHANNELS[spec.color_mode])
     split_note = f", split folders {', '.join(s for s in roots if s != 'all')}" if "all" not in roots else ""
@@ -141,13 +170,12 @@ def report_bad(bad: list[str], on_error: str) -> None:
     print(f"warning: skipping {files} that cannot be decoded:\n  {shown}", file=sys.stderr)
 
 
-def _file_part(paths: np.ndarray, labels: np.ndarray, decode, on_error: str) -> Part:
+def _file_part(paths: np.ndarray, labels: np.ndarray, decode) -> Part:
     def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((paths[indices], labels[indices]))
         if shuffle_seed is not None:  # shuffle names, not decoded images: a full shuffle costs nothing
             ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
-        return ds.ignore_errors(log_warning=True) if on_error == "skip" else ds
+        return ds.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
 
     return Part(labels=labels, make=make, keys=paths)
 
@@ -192,9 +220,12 @@ def load_tfrecord(spec: DataSpec, seed: int) -> Source:
             raw_labels[split] = np.concatenate(
                 [b for b in records.map(label_of, num_parallel_calls=AUTOTUNE).batch(4096).as_numpy_iterator()]
                 or [np.zeros(0, "int64")])
+            for _ in records.take(1).map(parse):  # one whole record: the declared features must fit the data
+                pass
         except tf.errors.OpError as exc:
-            raise UserError(f"cannot read the TFRecord files {pattern} (compression {compression}): "
-                            f"{exc.message.splitlines()[0]}; check data.compression and data.features") from None
+            raise UserError(f"cannot read the TFRecord files {pattern} (compression {compression}) with the "
+                            f"declared data.features: {tf_message(exc)}; check data.compression and "
+                            "data.features") from None
         parts[split] = records
     labels, names = encode_labels(raw_labels, spec)
     shape = (*spec.image_size, CHANNELS[spec.color_mode]) if image else tuple(x_spec.shape)
@@ -226,6 +257,12 @@ def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
         return ds.map(parse, num_parallel_calls=AUTOTUNE)
 
     return Part(labels=labels, make=make)
+
+
+def tf_message(exc: tf.errors.OpError) -> str:
+    """TensorFlow's error message without its graph-function and op annotations."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", exc.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip(" .;") or type(exc).__name__
 
 
 # --- tfds --------------------------------------------------------------------------------------

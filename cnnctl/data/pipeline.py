@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,8 +21,7 @@ import tensorflow as tf
 
 from cnnctl.data import files, preprocess, sources
 from cnnctl.data.sources import AUTOTUNE, DataError, Source
-from cnnctl.errors import RecipeError
-from cnnctl.recipe.graph import split_spec
+from cnnctl.errors import RecipeError, first_line
 from cnnctl.recipe.schema import Recipe
 
 SPLITS = ("train", "validation", "test")
@@ -72,19 +72,32 @@ class Datasets:
 
 
 def split_indices(y: np.ndarray, validation: float, test: float, seed: int) -> dict[str, np.ndarray]:
-    """Seeded, stratified indices of each split; the same seed gives the same split."""
+    """Seeded, stratified indices of each split; the same seed gives the same split.
+
+    Stratifying needs two examples of every class present and at least one
+    held-out example per class; a data set too small for that is split at
+    random instead, with a warning.
+    """
     from sklearn.model_selection import train_test_split
 
     everything = np.arange(len(y))
     out = {"validation": everything[:0], "test": everything[:0]}
+
+    def carve(pool: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.bincount(y[pool])
+        present = counts[counts > 0]
+        held_out = int(np.ceil(share * len(pool)))
+        if present.min(initial=2) >= 2 and held_out >= len(present) and len(pool) - held_out >= len(present):
+            return train_test_split(pool, test_size=share, stratify=y[pool], random_state=seed)
+        print(f"warning: {len(pool)} examples of {len(present)} classes are too few to split {share:.0%} "
+              "stratified; splitting at random", file=sys.stderr)
+        return train_test_split(pool, test_size=share, random_state=seed)
+
     rest = everything
-    stratify = y if np.bincount(y).min(initial=2) >= 2 else None  # a class with one example cannot be stratified
     if test > 0:
-        rest, out["test"] = train_test_split(everything, test_size=test, stratify=stratify, random_state=seed)
+        rest, out["test"] = carve(everything, test)
     if validation > 0:
-        share = validation / (1.0 - test)
-        strat = y[rest] if stratify is not None and np.bincount(y[rest]).min(initial=2) >= 2 else None
-        rest, out["validation"] = train_test_split(rest, test_size=share, stratify=strat, random_state=seed)
+        rest, out["validation"] = carve(rest, validation / (1.0 - test))
     out["train"] = rest
     return out
 
@@ -105,7 +118,15 @@ def assign_splits(source: Source, recipe: Recipe) -> dict[str, tuple[str, np.nda
     base = "all" if "all" in parts else "train"
     test = 0.0 if "test" in parts else split.test
     validation = 0.0 if "validation" in parts else split.validation
-    carved = split_indices(parts[base].labels, validation, test, recipe.seed) if len(parts[base].labels) else {}
+    labels = parts[base].labels
+    if len(labels) and (validation or test) and len(labels) * (1 - validation - test) < 1:
+        raise RecipeError(recipe.problem(("data", "split"), f"{len(labels)} examples leave none to train on "
+                                                            "after the validation and test shares"))
+    try:
+        carved = split_indices(labels, validation, test, recipe.seed) if len(labels) else {}
+    except ValueError as exc:  # scikit-learn's refusal of a split it cannot make
+        raise RecipeError(recipe.problem(("data", "split"), f"cannot split {len(labels)} examples: "
+                                                            f"{first_line(exc)}")) from None
     out = {}
     for name in SPLITS:
         if name in parts and name != base:
@@ -126,7 +147,7 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
     assigned = assign_splits(source, recipe)
     if len(assigned["train"][1]) == 0:
         raise RecipeError(recipe.problem(("data",), "the training split is empty"))
-    augment = preprocess.augmentation_layers(recipe, source.value_range)
+    augment = preprocess.augmentation_layers(recipe, source.value_range, source.element_shape)
     kind = preprocess.normalization(recipe, source.dtype)
     standardize = None
     if kind == "standardize":
@@ -153,7 +174,7 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
         stored_shape=source.element_shape,
         stored_dtype=source.dtype,
         normalization=preprocess.normalization_record(kind, spec.rescale, standardize),
-        augment=[split_spec(a)[0] for a in spec.augment],
+        augment=augment.names,
         verify=source.verify,
     )
 

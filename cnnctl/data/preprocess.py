@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.errors import RecipeError, did_you_mean
+from cnnctl.errors import RecipeError, did_you_mean, first_line
 from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import Recipe
 
@@ -29,33 +30,76 @@ def augmentation_classes() -> dict[str, type]:
             and issubclass(obj, BaseImagePreprocessingLayer)}
 
 
-def augmentation_layers(recipe: Recipe, value_range: tuple[float, float]) -> list[keras.layers.Layer]:
+# Image layers that need the labels too, which a recipe's augment list cannot give them.
+REFUSED_AUGMENTATIONS = {
+    "CutMix": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
+    "MixUp": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
+}
+_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+@dataclass
+class Augmentation:
+    """``data.augment`` as Keras layers: for training batches, and for the other splits (inference mode)."""
+
+    training: list[keras.layers.Layer]
+    inference: list[keras.layers.Layer]
+
+    @property
+    def names(self) -> list[str]:
+        return [type(layer).__name__ for layer in self.training]
+
+
+def augmentation_layers(recipe: Recipe, value_range: tuple[float, float], shape: tuple) -> Augmentation:
     """The layers of ``data.augment``, each seeded from the recipe's seed unless it gives one.
 
     Layers that take ``value_range`` (colour changes) get the source's pixel range
     (0-255 for 8-bit images, 0-1 for digits) unless the recipe sets it, since
-    augmentation runs before normalization.
+    augmentation runs before normalization. ``RandomCrop`` crops the centre of
+    validation and test images (Keras 3.15's RandomCrop leaves them whole in
+    inference mode), so every split has one shape. Every layer is tried on a
+    batch of ``shape`` now, so a bad argument is reported here, located, rather
+    than from inside tf.data.
     """
     from cnnctl.model.objects import instantiate
 
     classes = augmentation_classes()
-    layers = []
+    training, inference = [], []
+    batch = tf.zeros((2, *shape), tf.float32)
     for i, spec in enumerate(recipe.data.augment):
         name, args = split_spec(spec)
         path = ("data", "augment", i)
+        if name in REFUSED_AUGMENTATIONS:
+            raise RecipeError(recipe.problem(path, f"{name} cannot be used in data.augment: "
+                                                   f"{REFUSED_AUGMENTATIONS[name]}"))
         cls = classes.get(name)
         if cls is None:
             hint = did_you_mean(name, classes)
             known = "" if hint else f"; choose one of {', '.join(sorted(classes))}"
             raise RecipeError(recipe.problem(path, f"'{name}' is not a Keras image preprocessing layer{hint}{known}"))
         args = dict(args or {})
+        if name == "RandomFlip" and args.get("mode", "horizontal_and_vertical") not in _FLIP_MODES:
+            raise RecipeError(recipe.problem((*path, name, "mode"), f"RandomFlip's mode is one of "
+                                             f"{', '.join(_FLIP_MODES)}, got {args['mode']!r}"))
         accepted = inspect.signature(cls.__init__).parameters
         if "seed" in accepted:
             args.setdefault("seed", recipe.seed + i)
         if "value_range" in accepted:
             args.setdefault("value_range", list(value_range))
-        layers.append(instantiate(cls, args, recipe, (*path, name)))
-    return layers
+        layer = instantiate(cls, args, recipe, (*path, name))
+        infer = keras.layers.CenterCrop(layer.height, layer.width) if name == "RandomCrop" else layer
+        try:
+            out = layer(batch, training=True)
+            infer(batch, training=False)
+            if 0 in out.shape:
+                raise ValueError(f"it gives empty images of shape {list(out.shape[1:])}")
+        except Exception as exc:  # the layer's own complaint about its arguments or the input
+            raise RecipeError(recipe.problem((*path, name), f"{name} fails on a batch of shape {list(batch.shape)}: "
+                                                            f"{first_line(exc)}")) from None
+        batch = tf.zeros_like(out)
+        training.append(layer)
+        inference.append(infer)
+    return Augmentation(training, inference)
 
 
 def normalization(recipe: Recipe, source_dtype: str) -> str:
@@ -74,17 +118,20 @@ def standardizer(train: tf.data.Dataset) -> keras.layers.Normalization:
 
 
 def keras_normalization(record: dict) -> keras.layers.Normalization:
-    """The standardization a run stored (``normalization_record``), as a Keras layer."""
-    return keras.layers.Normalization(axis=-1, mean=record["mean"], variance=record["variance"])
+    """The standardization a run stored (``normalization_record``), as a built Keras layer."""
+    layer = keras.layers.Normalization(axis=-1, mean=record["mean"], variance=record["variance"])
+    layer.build((None, len(record["mean"])))  # built now, not inside the first tf.data map that calls it
+    return layer
 
 
-def batch_transform(augment: list[keras.layers.Layer], training: bool, kind: str, rescale: float,
+def batch_transform(augment: Augmentation, training: bool, kind: str, rescale: float,
                     standardize: keras.layers.Normalization | None):
     """``(x, y) -> (x', y)`` for a batch: float32, augmented (training) or in inference mode, normalized."""
+    layers = augment.training if training else augment.inference
 
     def transform(x, y):
         x = tf.cast(x, tf.float32)
-        for layer in augment:
+        for layer in layers:
             x = layer(x, training=training)
         if kind == "rescale":
             x = x * rescale

@@ -67,7 +67,7 @@ def anchor_paths(doc: Located) -> None:
     def anchored(value: object, path: tuple) -> object:
         if not isinstance(value, str) or not value or value in ("none", "memory"):
             return value
-        base = os.getcwd() if doc.marks.get(path, "").startswith("--set") else here
+        base = os.getcwd() if doc.where(path).startswith("--set") else here
         return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
     if isinstance(data.get("path"), dict):

@@ -198,9 +198,6 @@ def test_train_lists_a_truncated_image_instead_of_a_traceback(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: with on_error: skip, `check --data` warns that broken.png is skipped but reports sizes counted "
-    "before the decoding pass (files.py verify runs after build_datasets): 76 examples, of which 75 exist"))
 def test_check_data_with_skip_counts_only_the_images_it_keeps(tmp_path):
     recipe = _with_truncated_png(tmp_path, "skip")
     result = run_cli("check", str(recipe), "--data", "--json", cwd=tmp_path)
@@ -248,10 +245,6 @@ def test_set_data_path_is_relative_to_the_current_directory(tmp_path):
     assert report["source"].startswith(f"image_dir {here / 'photos'} ")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: recipe/load.py anchor_paths() looks up doc.marks[('data', 'path', 'train')], but --set marks only "
-    "the path it sets, ('data', 'path'); a dict given with --set data.path={train: ..., test: ...} is "
-    "anchored to the recipe's folder instead of the current directory. Fix: use doc.where(path)"))
 def test_set_data_path_dict_is_relative_to_the_current_directory(tmp_path, monkeypatch):
     from cnnctl.recipe import load_recipe
 
@@ -286,11 +279,6 @@ def test_a_run_stores_absolute_data_paths_and_evaluates_from_anywhere(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: eval reads the run's data.json normalization record (evaluate.run_datasets) and builds it with "
-    "preprocess.py keras_normalization(), an unbuilt keras.layers.Normalization that builds inside the first "
-    "split's tf.data map: `cnnctl eval` of any normalize: standardize run exits 1 with a traceback "
-    "(AttributeError: 'SymbolicTensor' object has no attribute '_datatype_enum'); export uses the same path"))
 def test_a_standardized_run_evaluates_to_its_training_metrics(tmp_path):
     """eval must standardize with the training split's statistics, as training did (see data.json)."""
     recipe = project(tmp_path, recipe=with_data("normalize: standardize"))
