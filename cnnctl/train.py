@@ -12,7 +12,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import cnnctl
 from cnnctl.callbacks import build_callbacks, make_parent_dirs
 from cnnctl.data import Datasets, build_datasets
 from cnnctl.data.report import data_record
-from cnnctl.errors import CnnctlError, RecipeError, first_line
+from cnnctl.errors import CnnctlError, RecipeError, UserError, first_line
 from cnnctl.model import build
 from cnnctl.model.objects import build_loss, build_metrics, build_optimizer
 from cnnctl.model.schedules import is_schedule_spec
@@ -96,8 +96,14 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
     expected = tuple(model.inputs[0].shape[1:])
     if expected != tuple(data.element_shape):
         where = ("model", "input") if recipe.model.input is not None else ("model", "inputs")
+        hint = ""
+        if recipe.data.kind in ("image_dir", "tfrecord", "tfds") and len(expected) == 3:
+            mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(expected[2], "")
+            hint = (f"; set data.image_size: [{expected[0]}, {expected[1]}]" +
+                    (f" and data.color_mode: {mode}" if mode else "") + ", or change the model's input")
         raise RecipeError(recipe.problem(
-            where, f"the model takes inputs of shape {list(expected)} but the data gives {list(data.element_shape)}",
+            where, f"the model takes inputs of shape {list(expected)} but the data gives "
+                   f"{list(data.element_shape)}{hint}",
         ))
     losses = recipe.train.loss if per_output(recipe.train.loss, graph.output_names) else None
     for i, (name, tensor) in enumerate(zip(graph.output_names, model.outputs, strict=True)):
@@ -211,7 +217,8 @@ def prepare(recipe: Recipe) -> Prepared:
     build_callbacks(recipe, _PLACEHOLDER_RUN, logged=logged, has_validation=has_validation,
                     schedule=_has_schedule(recipe))
     weights = class_weights(model, recipe, class_names=data.class_names, counts=data.class_counts["train"])
-    _check_loss_fits(model, data, recipe)
+    with undecodable_files(data):  # the first batch is the first image decoded
+        _check_loss_fits(model, data, recipe)
     return Prepared(model, data, built.policy, per_epoch, total, weights, logged)
 
 
@@ -235,6 +242,29 @@ def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None
         )) from None
 
 
+@contextmanager
+def undecodable_files(data: Datasets | None, run: RunDir | None = None, recorder: RunRecorder | None = None):
+    """An image that fails to decode mid-epoch becomes a list of the files at fault (exit 2), not a traceback.
+
+    Only files past a valid header get this far (``data.on_error`` handles the
+    rest when the folder is listed); finding them takes one decoding pass, paid
+    only on failure.
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError:
+        bad = data.verify() if data is not None and data.verify is not None else []
+        if not bad:
+            raise
+        from cnnctl.data.files import describe_bad
+
+        kept = f"; epochs 1-{len(recorder.rows)} are kept in {run.path}" if recorder and recorder.rows else ""
+        raise UserError(f"{describe_bad(bad)}{kept}\nremove or replace them, run `cnnctl check RECIPE --data` to "
+                        "find all of them before training, or set data.on_error: skip") from None
+
+
 def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> TrainResult:
     """Train ``recipe`` into a new run directory under ``runs_dir``; return it and its metrics."""
     started = time.perf_counter()
@@ -254,7 +284,7 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
         callbacks.append(recorder)  # last: its checkpoint holds what the others changed
         fit_started = time.perf_counter()
-        with redirect_stdout(sys.stderr):
+        with redirect_stdout(sys.stderr), undecodable_files(data, run, recorder):
             outputs = len(model.outputs)
             try:
                 history = model.fit(
@@ -276,7 +306,8 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> T
         save_model_atomic(model, run / "model.keras")
         metrics = _metrics(recipe, plan, history, recorder, extra, fit_seconds=fit_seconds)
         if data.sizes["test"] > 0:
-            test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
+            with undecodable_files(data, run, recorder):
+                test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
             metrics["test"] = {k: float(v) for k, v in test.items()}
         metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
         run.write_json("metrics.json", metrics)

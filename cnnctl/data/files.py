@@ -162,12 +162,16 @@ def report_bad(bad: list[str], on_error: str) -> None:
     """Fail listing the files (``on_error: fail``) or warn about them on stderr (``skip``)."""
     if not bad:
         return
+    if on_error == "fail":
+        raise UserError(f"{describe_bad(bad)}\nremove or replace them, or set data.on_error: skip to leave them out")
+    print(f"warning: {describe_bad(bad)}\nthey are left out (data.on_error: skip)", file=sys.stderr)
+
+
+def describe_bad(bad: list[str]) -> str:
+    """``N image files cannot be decoded ...:`` and the first few paths, one per line."""
     shown = "\n  ".join(bad[:_SHOWN]) + (f"\n  ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else "")
     files = f"{len(bad)} image file{'s' if len(bad) > 1 else ''}"
-    if on_error == "fail":
-        raise UserError(f"{files} cannot be decoded (empty, truncated or not an image):\n  {shown}\n"
-                        "remove or replace them, or set data.on_error: skip to leave them out")
-    print(f"warning: skipping {files} that cannot be decoded:\n  {shown}", file=sys.stderr)
+    return f"{files} cannot be decoded (empty, truncated or not an image):\n  {shown}"
 
 
 def _file_part(paths: np.ndarray, labels: np.ndarray, decode) -> Part:

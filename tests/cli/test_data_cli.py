@@ -185,10 +185,6 @@ def test_check_data_lists_a_truncated_image(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: only `check --data` decodes every file (cli.py calls data.verify()); train.prepare() does not, so a "
-    "truncated PNG (valid signature, passes files.py _readable) crashes training with a traceback "
-    "(InvalidArgumentError 'Invalid PNG data') instead of exit 2 listing the file"))
 def test_train_lists_a_truncated_image_instead_of_a_traceback(tmp_path):
     recipe = _with_truncated_png(tmp_path, "fail")
     result = run_cli("train", str(recipe), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
@@ -202,7 +198,8 @@ def test_check_data_with_skip_counts_only_the_images_it_keeps(tmp_path):
     recipe = _with_truncated_png(tmp_path, "skip")
     result = run_cli("check", str(recipe), "--data", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "skipping 1 image file" in result.stderr and "broken.png" in result.stderr
+    assert "1 image file cannot be decoded" in result.stderr and "left out" in result.stderr
+    assert "broken.png" in result.stderr
     assert sum(json.loads(result.stdout)["data"]["sizes"].values()) == 75
 
 

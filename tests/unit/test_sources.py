@@ -266,7 +266,7 @@ def test_unreadable_files_skipped_with_a_warning(folder_with_bad_files, capsys):
     root = folder_with_bad_files
     data = build(image_spec(root, image_size=[8, 8], on_error="skip", split={"validation": 0, "test": 0}))
     err = capsys.readouterr().err
-    assert err.startswith("warning: skipping 2 image files")
+    assert err.startswith("warning: 2 image files cannot be decoded") and "left out (data.on_error: skip)" in err
     assert str(root / "cat" / "empty.png") in err and str(root / "dog" / "notes.png") in err
     assert data.sizes["train"] == 20 and data.class_counts["train"].tolist() == [10, 10]
     assert len(arrays(data, "train")[1]) == 20
