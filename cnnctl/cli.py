@@ -75,17 +75,15 @@ def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: st
         augmentation_layers(loaded, (0.0, 255.0), tuple(built.model.inputs[0].shape[1:]))
     report = check_report(built)
     if with_data:
-        from cnnctl.data import build_datasets
         from cnnctl.data.report import data_report
-        from cnnctl.train import check_fits_data
+        from cnnctl.train import prepare
 
-        data = build_datasets(loaded)
-        check_fits_data(built.model, data, loaded)  # exit 2 when the output size is not the class count
+        data = prepare(loaded).data  # every check train makes before it starts: shapes, classes, loss, weights
         if data.verify is not None:  # image files: decode every one now, not mid-epoch
             from cnnctl.data.files import report_bad
 
             report_bad(data.verify(), loaded.data.on_error)
-        report["data"] = data_report(data)
+        report["data"] = data_report(data, class_weighted=loaded.train.class_weight is not None)
         report["warnings"] += report["data"]["warnings"]
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)

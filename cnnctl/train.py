@@ -96,30 +96,70 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
     expected = tuple(model.inputs[0].shape[1:])
     if expected != tuple(data.element_shape):
         where = ("model", "input") if recipe.model.input is not None else ("model", "inputs")
-        hint = ""
-        if recipe.data.kind in ("image_dir", "tfrecord", "tfds") and len(expected) == 3:
-            mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(expected[2], "")
-            hint = (f"; set data.image_size: [{expected[0]}, {expected[1]}]" +
-                    (f" and data.color_mode: {mode}" if mode else "") + ", or change the model's input")
         raise RecipeError(recipe.problem(
             where, f"the model takes inputs of shape {list(expected)} but the data gives "
-                   f"{list(data.element_shape)}{hint}",
+                   f"{list(data.element_shape)}{_shape_hint(expected, data, recipe)}",
         ))
+    check_outputs(model, recipe)
+    for i, name, tensor, _ in _sparse_outputs(model, recipe):
+        units = tensor.shape[-1]
+        if units != data.num_classes:
+            names = ", ".join(data.class_names[:12]) + (" ..." if data.num_classes > 12 else "")
+            raise RecipeError(recipe.problem(
+                _output_where(recipe, name, i),
+                f"output '{name}' gives {units} values but the data has {data.num_classes} classes "
+                f"({names}); give its last layer {data.num_classes} units",
+            ))
+
+
+def check_outputs(model: keras.Model, recipe: Recipe) -> None:
+    """Every output trained with a sparse classification loss gives one vector of class scores per example."""
+    for i, name, tensor, loss_name in _sparse_outputs(model, recipe):
+        if len(tensor.shape) != 2:
+            shape = tuple(tensor.shape[1:])
+            raise RecipeError(recipe.problem(
+                _output_where(recipe, name, i),
+                f"output '{name}' gives {shape} per example, but {loss_name} needs one vector of class scores; "
+                "add Flatten or GlobalAveragePooling2D before the last Dense layer",
+            ))
+
+
+def _sparse_outputs(model: keras.Model, recipe: Recipe):
+    """(index, name, tensor, loss name) of each output trained with a sparse (class index) loss."""
+    graph = recipe.graph
     losses = recipe.train.loss if per_output(recipe.train.loss, graph.output_names) else None
     for i, (name, tensor) in enumerate(zip(graph.output_names, model.outputs, strict=True)):
         loss = losses.get(name) if losses else recipe.train.loss
         loss_name, _ = split_spec(loss) if loss is not None else ("", {})
-        units = tensor.shape[-1]
-        if loss_name in _SPARSE_LOSSES and units != data.num_classes:
-            if recipe.model.layers is not None:
-                where = ("model", "layers", len(recipe.model.layers) - 1)
-            else:
-                where = ("model", "graph", name) if name in (recipe.model.graph or {}) else ("model", "outputs", i)
-            raise RecipeError(recipe.problem(
-                where,
-                f"output '{name}' gives {units} values but the data has {data.num_classes} classes "
-                f"(labels 0..{data.num_classes - 1}); give its last layer {data.num_classes} units",
-            ))
+        if loss_name in _SPARSE_LOSSES:
+            yield i, name, tensor, loss_name
+
+
+def _output_where(recipe: Recipe, name: str, index: int) -> tuple:
+    if recipe.model.layers is not None:
+        return ("model", "layers", len(recipe.model.layers) - 1)
+    return ("model", "graph", name) if name in (recipe.model.graph or {}) else ("model", "outputs", index)
+
+
+def _shape_hint(expected: tuple, data: Datasets, recipe: Recipe) -> str:
+    """What to change so that the data's shape becomes the model's, named by the step that sets it."""
+    if tuple(data.stored_shape) != tuple(data.element_shape):  # augmentation changed it (a crop)
+        return (f"; the data is {list(data.stored_shape)} as decoded and data.augment makes it "
+                f"{list(data.element_shape)}: change the crop, or the model's input")
+    if recipe.data.kind in ("image_dir", "tfds") or (
+            recipe.data.kind == "tfrecord" and data.stored_dtype == "uint8"):
+        if len(expected) == 3:
+            mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(expected[2], "")
+            setting = f"data.image_size: [{expected[0]}, {expected[1]}]"
+            if mode and mode != recipe.data.color_mode:
+                setting += f" and data.color_mode: {mode}"
+            return f"; set {setting}, or change the model's input"
+        return ""
+    if recipe.data.kind == "tfrecord":
+        return f"; set the shape of the image feature in data.features to {list(expected)}, or change the model's input"
+    if recipe.data.kind in ("npz", "csv"):
+        return f"; set data.reshape: {list(expected)}, or change the model's input"
+    return ""
 
 
 class LearningRateLog(keras.callbacks.Callback):
@@ -194,6 +234,7 @@ class Prepared:
 def check_training(model: keras.Model, recipe: Recipe) -> None:
     """What ``cnnctl check`` can tell without data: optimizer (schedule), losses, metrics, monitor, callbacks,
     class weights (by index), jit_compile."""
+    check_outputs(model, recipe)
     compile_model(model, recipe)  # decay_steps: auto gets a placeholder step count (no data here)
     has_validation = recipe.data.split.validation > 0
     check_monitor(model, recipe, has_validation)

@@ -245,6 +245,7 @@ def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
     """Records can only be read in order: a subset is a mask over positions, shuffled as raw bytes."""
 
     def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+        count = len(indices)
         keep = np.zeros(len(labels), bool)
         keep[indices] = True
         mask = tf.constant(keep)
@@ -255,7 +256,8 @@ def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
         def record_only(_, record):
             return record
 
-        ds = records.enumerate().filter(kept).map(record_only)
+        # a known length, so Keras does not warn that the input "ran out of data" at the first epoch's end
+        ds = records.enumerate().filter(kept).map(record_only).apply(tf.data.experimental.assert_cardinality(count))
         if shuffle_seed is not None:
             ds = ds.shuffle(min(len(indices), 10_000), seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.map(parse, num_parallel_calls=AUTOTUNE)

@@ -18,6 +18,9 @@ from cnnctl.errors import RecipeError, did_you_mean, first_line
 from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import Recipe
 
+# Image preprocessing layers that need labels or bounding boxes besides the images.
+_NOT_AUGMENTATIONS = {"CutMix", "MixUp", "MaxNumBoundingBoxes"}
+
 
 @functools.cache
 def augmentation_classes() -> dict[str, type]:
@@ -27,7 +30,7 @@ def augmentation_classes() -> dict[str, type]:
     )
 
     return {name: obj for name in dir(keras.layers) if isinstance(obj := getattr(keras.layers, name), type)
-            and issubclass(obj, BaseImagePreprocessingLayer)}
+            and issubclass(obj, BaseImagePreprocessingLayer) and name not in _NOT_AUGMENTATIONS}
 
 
 # Image layers that need the labels too, which a recipe's augment list cannot give them.

@@ -7,7 +7,7 @@ from cnnctl.data.pipeline import SPLITS, Datasets
 IMBALANCE_WARNING = 3.0  # largest / smallest class in the training split
 
 
-def data_report(data: Datasets) -> dict:
+def data_report(data: Datasets, class_weighted: bool = False) -> dict:
     """A JSON-ready summary of ``data`` and the warnings it deserves."""
     train = data.class_counts["train"]
     present = train[train > 0]
@@ -17,7 +17,7 @@ def data_report(data: Datasets) -> dict:
     if missing:
         warnings.append(f"the training split has no examples of class {', '.join(missing[:5])}"
                         f"{' ...' if len(missing) > 5 else ''}")
-    if imbalance is not None and imbalance >= IMBALANCE_WARNING:
+    if imbalance is not None and imbalance >= IMBALANCE_WARNING and not class_weighted:
         big, small = data.class_names[int(train.argmax())], data.class_names[int(present.argmin())]
         warnings.append(f"the training classes are imbalanced: '{big}' has {imbalance:.1f}x the examples of "
                         f"'{small}'; consider train.class_weight: balanced")

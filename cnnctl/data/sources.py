@@ -314,6 +314,7 @@ def _reshaped(x: np.ndarray, spec: DataSpec, split: str) -> np.ndarray:
         return x
     size = int(np.prod(spec.reshape))
     if x[0].size != size:
-        raise DataError(("reshape",), f"{spec.reshape} holds {size} values but each example of the {split} "
-                        f"data has {x[0].size}")
+        which = "the data" if split == "all" else f"the {split} data"
+        raise DataError(("reshape",), f"{spec.reshape} holds {size} values but each example of {which} "
+                                      f"has {x[0].size}")
     return x.reshape(len(x), *spec.reshape)

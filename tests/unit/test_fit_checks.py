@@ -1,0 +1,84 @@
+"""The checks that hold a recipe against its data before training, and what their messages tell a user to change."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from cnnctl.cli import main
+from cnnctl.errors import RecipeError
+from cnnctl.model import build
+from cnnctl.recipe import load_recipe_text
+from cnnctl.train import check_training, prepare
+from tests.datafiles import write_tfrecord
+
+DENSE = "{Dense: {units: 10, activation: softmax}}"
+
+
+def _problem(text: str, *, data: bool = True) -> str:
+    recipe = load_recipe_text(text, "r.yaml")
+    with pytest.raises(RecipeError) as info:
+        prepare(recipe) if data else check_training(build(recipe).model, recipe)
+    (problem,) = info.value.problems
+    return str(problem)
+
+
+def test_an_output_without_flatten_is_caught_by_check_without_data():
+    text = ("name: t\nmodel:\n  input: [8, 8, 1]\n  layers:\n    - Conv2D: {filters: 4, kernel_size: 3}\n"
+            "    - Dense: {units: 10, activation: softmax}\n")
+    message = _problem(text, data=False)
+    assert message.startswith("r.yaml:6:7: model.layers[1]:")  # the last layer, not train.loss
+    assert "gives (6, 6, 10) per example" in message and "add Flatten or GlobalAveragePooling2D" in message
+
+
+def test_a_crop_that_changes_the_shape_is_named_as_the_cause():
+    text = ("name: t\ndata:\n  augment: [{RandomCrop: {height: 6, width: 6}}]\n"
+            f"model: {{input: [8, 8, 1], layers: [Flatten, {DENSE}]}}\n")
+    message = _problem(text)
+    assert "the data is [8, 8, 1] as decoded and data.augment makes it [6, 6, 1]" in message
+    assert "image_size" not in message
+
+
+def test_the_class_count_message_names_the_classes():
+    text = "name: t\nmodel: {input: [8, 8, 1], layers: [Flatten, {Dense: {units: 4, activation: softmax}}]}\n"
+    message = _problem(text)
+    assert "the data has 10 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9); give its last layer 10 units" in message
+
+
+def test_a_float_tfrecord_feature_of_the_wrong_shape_points_at_the_feature_spec(tmp_path):
+    write_tfrecord(tmp_path / "d.tfrecord", count=60, encoded=False, gzip=False)
+    text = (f"name: t\ndata:\n  source: tfrecord\n  path: {tmp_path / 'd.tfrecord'}\n"
+            "  features: {image: {dtype: float32, shape: [64]}, label: {dtype: int64}}\n"
+            f"model: {{input: [8, 8, 1], layers: [Flatten, {DENSE}]}}\n")
+    message = _problem(text)
+    assert "set the shape of the image feature in data.features to [8, 8, 1]" in message
+    assert "image_size" not in message
+
+
+def test_tfrecord_splits_have_a_known_length(tmp_path):
+    """Keras warns that the input "ran out of data" at the end of an epoch of unknown length."""
+    import tensorflow as tf
+
+    from cnnctl.data import build_datasets
+
+    write_tfrecord(tmp_path / "d.tfrecord.gz", count=100)
+    recipe = load_recipe_text(
+        f"name: t\ndata:\n  source: tfrecord\n  path: {tmp_path / 'd.tfrecord.gz'}\n  batch_size: 16\n"
+        "  features: {image: {dtype: string}, label: {dtype: int64}}\n  image_size: [8, 8]\n"
+        f"  color_mode: grayscale\nmodel: {{input: [8, 8, 1], layers: [Flatten, {DENSE}]}}\n")
+    data = build_datasets(recipe)
+    for split, size in data.sizes.items():
+        assert int(data[split].cardinality()) == math.ceil(size / 16) != int(tf.data.UNKNOWN_CARDINALITY)
+        assert sum(len(y) for _, y in data[split]) == size
+
+
+def test_check_data_makes_the_checks_train_makes(tmp_path):
+    """A class weight for a class the data does not have is refused by check --data, not first by train."""
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: t\nmodel: {{input: [8, 8, 1], layers: [Flatten, {DENSE}]}}\n"
+                    "train:\n  class_weight: {\"0\": 1.0, nine: 5.0}\n")  # names need the data
+    result = CliRunner().invoke(main, ["check", str(path), "--data"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4:" in result.output and "train.class_weight" in result.output
