@@ -83,6 +83,12 @@ def build_callbacks(recipe: Recipe, run_path: Path, *, logged: list[str], has_va
         if name == "SwapEMAWeights" and not _uses_ema(recipe):
             raise RecipeError(recipe.problem(where, "SwapEMAWeights needs an optimizer with use_ema: true, e.g. "
                                              "{Adam: {learning_rate: 1.0e-3, use_ema: true}}"))
+        if name == "SwapEMAWeights":
+            if args.get("swap_on_epoch") is False:
+                raise RecipeError(recipe.problem((*where, "swap_on_epoch"), "cnnctl saves best.keras and "
+                                                 "checkpoints at the end of each epoch, so they must hold the EMA "
+                                                 "weights that validation measured: leave swap_on_epoch true"))
+            args["swap_on_epoch"] = True  # best.keras gets the weights its val_ score belongs to
         for key in FILE_ARGUMENTS.get(name, ()):
             if key in args:
                 args[key] = str(inside_run(args[key], run_path, recipe, (*where, key)))

@@ -208,3 +208,19 @@ def test_terminate_on_nan_with_raise_error_fails_the_job(tmp_path):
     assert "training stopped: NaN or Inf loss" in str(excinfo.value) and "no epoch had finished" in str(excinfo.value)
     (run,) = (tmp_path / "t").iterdir()
     assert not (run / ".lock").exists()  # the run directory is released
+
+
+def test_swap_ema_weights_best_keras_holds_the_weights_validation_measured(tmp_path):
+    """With use_ema, validation measures the EMA weights; best.keras must be those, not the raw ones."""
+    r = recipe("""
+        epochs: 3
+        optimizer: {Adam: {use_ema: true, ema_momentum: 0.9}}
+        callbacks: [SwapEMAWeights]
+        monitor: val_accuracy
+    """)
+    result = train(r, str(tmp_path), progress=False)
+    best = result.metrics["best"]
+    model = keras.saving.load_model(result.run / "best.keras")
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    measured = model.evaluate(build_datasets(r)["validation"], return_dict=True, verbose=0)["accuracy"]
+    assert measured == pytest.approx(best["value"], abs=1e-6)
