@@ -156,8 +156,8 @@ def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | No
     from cnnctl.summary import format_summary
     from cnnctl.train import train as train_recipe
 
-    click.echo(f"training {loaded.name}; run directory under {runs_dir}/{loaded.name}/", err=True)
-    result = train_recipe(loaded, runs_dir)
+    result = train_recipe(loaded, runs_dir, announce=lambda run: click.echo(f"training {loaded.name} in {run.path}",
+                                                                            err=True))
     click.echo(format_summary(result.metrics, str(result.run.path)))
 
 

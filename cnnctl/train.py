@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,12 +307,15 @@ def undecodable_files(data: Datasets | None, run: RunDir | None = None, recorder
                         "find all of them before training, or set data.on_error: skip") from None
 
 
-def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True) -> TrainResult:
+def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True,
+          announce: Callable[[RunDir], None] | None = None) -> TrainResult:
     """Train ``recipe`` into a new run directory under ``runs_dir``; return it and its metrics."""
     started = time.perf_counter()
     plan = prepare(recipe)  # a recipe error leaves no run directory behind
     model, data = plan.model, plan.data
     run = RunDir.create(runs_dir, recipe.name)
+    if announce is not None:  # once the recipe has passed every check and the run exists
+        announce(run)
     with run.locked():
         atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))
         run.write_json("data.json", data_record(data))  # the classes and normalization eval and export reuse

@@ -71,7 +71,8 @@ class Datasets:
         return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
 
 
-def split_indices(y: np.ndarray, validation: float, test: float, seed: int) -> dict[str, np.ndarray]:
+def split_indices(y: np.ndarray, validation: float, test: float, seed: int,
+                  class_names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Seeded, stratified indices of each split; the same seed gives the same split.
 
     Stratifying needs two examples of every class present and at least one
@@ -83,14 +84,21 @@ def split_indices(y: np.ndarray, validation: float, test: float, seed: int) -> d
     everything = np.arange(len(y))
     out = {"validation": everything[:0], "test": everything[:0]}
 
+    warned: list[bool] = []
+
     def carve(pool: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
         counts = np.bincount(y[pool])
         present = counts[counts > 0]
         held_out = int(np.ceil(share * len(pool)))
         if present.min(initial=2) >= 2 and held_out >= len(present) and len(pool) - held_out >= len(present):
             return train_test_split(pool, test_size=share, stratify=y[pool], random_state=seed)
-        print(f"warning: {len(pool)} examples of {len(present)} classes are too few to split {share:.0%} "
-              "stratified; splitting at random", file=sys.stderr)
+        if not warned:
+            lone = [class_names[c] if class_names else str(c) for c in np.flatnonzero(counts == 1)]
+            why = (f"class {', '.join(repr(c) for c in lone[:3])} has a single example" if lone else
+                   f"{len(pool)} examples of {len(present)} classes are too few")
+            print(f"warning: {why}, so the held-out splits cannot be stratified; splitting at random",
+                  file=sys.stderr)
+            warned.append(True)
         return train_test_split(pool, test_size=share, random_state=seed)
 
     rest = everything
@@ -123,7 +131,7 @@ def assign_splits(source: Source, recipe: Recipe) -> dict[str, tuple[str, np.nda
         raise RecipeError(recipe.problem(("data", "split"), f"{len(labels)} examples leave none to train on "
                                                             "after the validation and test shares"))
     try:
-        carved = split_indices(labels, validation, test, recipe.seed) if len(labels) else {}
+        carved = split_indices(labels, validation, test, recipe.seed, source.class_names) if len(labels) else {}
     except ValueError as exc:  # scikit-learn's refusal of a split it cannot make
         raise RecipeError(recipe.problem(("data", "split"), f"cannot split {len(labels)} examples: "
                                                             f"{first_line(exc)}")) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from dataclasses import dataclass
 
 import keras
@@ -91,6 +92,9 @@ def augmentation_layers(recipe: Recipe, value_range: tuple[float, float], shape:
             args.setdefault("value_range", list(value_range))
         layer = instantiate(cls, args, recipe, (*path, name))
         infer = keras.layers.CenterCrop(layer.height, layer.width) if name == "RandomCrop" else layer
+        if name == "RandomCrop" and (layer.height > batch.shape[1] or layer.width > batch.shape[2]):
+            print(f"warning: data.augment[{i}]: RandomCrop {layer.height}x{layer.width} is larger than the "
+                  f"{batch.shape[1]}x{batch.shape[2]} images; Keras enlarges them first", file=sys.stderr)
         try:
             out = layer(batch, training=True)
             infer(batch, training=False)

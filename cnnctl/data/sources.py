@@ -285,6 +285,10 @@ def encode_labels(labels: dict[str, np.ndarray], spec: DataSpec) -> tuple[dict[s
                                               f"names {len(names)} classes")
         return {s: _whole_numbers(np.asarray(y).reshape(-1)).astype("int32") for s, y in labels.items()}, names
     text = values.astype(str)
+    fractional = _fractional(values)
+    if fractional is not None:
+        raise DataError(("y",), f"the labels are numbers but {fractional} is not a whole number; class labels are "
+                                "whole numbers 0, 1, ... or names (cnnctl trains classifiers, not regressions)")
     names = spec.class_names or sorted(set(text.tolist()))
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(text.tolist()) - set(index))
@@ -292,6 +296,16 @@ def encode_labels(labels: dict[str, np.ndarray], spec: DataSpec) -> tuple[dict[s
         raise DataError(("class_names",), f"label '{unknown[0]}' is not in data.class_names ({', '.join(names)})")
     return {s: np.array([index[v] for v in np.asarray(y).reshape(-1).astype(str)], "int32")
             for s, y in labels.items()}, names
+
+
+def _fractional(values: np.ndarray) -> str | None:
+    """The first label that is a number but not a whole one, when every label is a number."""
+    try:
+        numbers = values.astype("float64")
+    except ValueError:
+        return None
+    bad = np.flatnonzero(numbers != np.round(numbers))
+    return str(values[bad[0]]) if len(bad) else None
 
 
 def _whole_numbers(values: np.ndarray) -> np.ndarray | None:

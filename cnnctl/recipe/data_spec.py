@@ -158,8 +158,9 @@ class DataSpec(Section):
         stray = sorted(given - SOURCE_KEYS[kind])
         if stray:
             users = sorted({k for k, keys in SOURCE_KEYS.items() if stray[0] in keys})
+            others = f"; nor {', '.join(stray[1:])}" if len(stray) > 1 else ""
             raise _at(stray[0], f"source '{self.source}' does not read {stray[0]} (it is read by "
-                      f"{', '.join(users)}); remove it or change data.source", key=True)
+                      f"{', '.join(users)}){others}; remove them or change data.source", key=True)
         missing = [name for name in REQUIRED_KEYS.get(kind, ()) if getattr(self, name) is None]
         if missing:
             raise _at("source", f"source '{self.source}' needs data.{missing[0]}{_EXAMPLES.get(missing[0], '')}")

@@ -82,3 +82,49 @@ def test_check_data_makes_the_checks_train_makes(tmp_path):
     result = CliRunner().invoke(main, ["check", str(path), "--data"])
     assert result.exit_code == 2, result.output
     assert f"{path}:4:" in result.output and "train.class_weight" in result.output
+
+
+def test_fractional_number_labels_are_refused_at_data_y(tmp_path):
+    import numpy as np
+
+    x = np.zeros((40, 8, 8, 1), "float32")
+    y = np.arange(40) % 4 + np.where(np.arange(40) == 7, 0.5, 0.0)  # one label is 3.5
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    text = (f"name: t\ndata: {{source: npz, path: {tmp_path / 'd.npz'}}}\n"
+            "model: {input: [8, 8, 1], layers: [Flatten, {Dense: {units: 4, activation: softmax}}]}\n")
+    message = _problem(text)
+    assert "data.y" in message and "3.5 is not a whole number" in message
+
+
+def test_every_key_the_source_does_not_read_is_named(write_recipe):
+    path = write_recipe("name: t\ndata: {source: csv, path: x.csv, image_size: [8, 8], color_mode: rgb}\n"
+                        f"model: {{input: [64], layers: [{DENSE}]}}\n")
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 2
+    assert "does not read color_mode" in result.output and "nor image_size" in result.output
+
+
+def test_a_lone_example_of_a_class_is_named_when_the_split_cannot_be_stratified(capsys):
+    import numpy as np
+
+    from cnnctl.data import split_indices
+
+    y = np.array([0] * 20 + [1] * 20 + [2])
+    parts = split_indices(y, 0.1, 0.2, seed=0, class_names=["cat", "dog", "fox"])
+    assert sum(len(p) for p in parts.values()) == 41
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "class 'fox' has a single example" in err
+
+
+def test_a_crop_larger_than_the_images_warns(capsys):
+    text = ("name: t\ndata:\n  augment: [{RandomCrop: {height: 10, width: 10}}]\n"
+            f"model: {{input: [10, 10, 1], layers: [Flatten, {DENSE}]}}\n")
+    prepare(load_recipe_text(text, "r.yaml"))
+    assert "RandomCrop 10x10 is larger than the 8x8 images" in capsys.readouterr().err
+
+
+def test_train_announces_the_run_only_after_the_recipe_passed(write_recipe, tmp_path):
+    bad = write_recipe("name: t\nmodel: {input: [8, 8, 1], layers: [Flatten, {Dense: {units: 3}}]}\n")
+    result = CliRunner().invoke(main, ["train", str(bad), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "training t" not in result.output
+    assert not (tmp_path / "runs").exists()
