@@ -69,7 +69,7 @@ def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: st
     from cnnctl.train import check_training
 
     check_training(built.model, loaded)
-    if loaded.data.augment and len(built.model.inputs) == 1:  # augmentation layers and their arguments
+    if loaded.data.augment and len(built.model.inputs) == 1 and None not in built.model.inputs[0].shape[1:]:
         from cnnctl.data.preprocess import augmentation_layers
 
         augmentation_layers(loaded, (0.0, 255.0), tuple(built.model.inputs[0].shape[1:]))

@@ -95,7 +95,8 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
             "gives one; a model with several inputs needs a data source that gives several",
         ))
     expected = tuple(model.inputs[0].shape[1:])
-    if expected != tuple(data.element_shape):
+    given = tuple(data.element_shape)
+    if len(expected) != len(given) or any(e is not None and e != g for e, g in zip(expected, given, strict=False)):
         where = ("model", "input") if recipe.model.input is not None else ("model", "inputs")
         raise RecipeError(recipe.problem(
             where, f"the model takes inputs of shape {list(expected)} but the data gives "
@@ -149,7 +150,7 @@ def _shape_hint(expected: tuple, data: Datasets, recipe: Recipe) -> str:
                 f"{list(data.element_shape)}: change the crop, or the model's input")
     if recipe.data.kind in ("image_dir", "tfds") or (
             recipe.data.kind == "tfrecord" and data.stored_dtype == "uint8"):
-        if len(expected) == 3:
+        if len(expected) == 3 and None not in expected[:2]:
             mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(expected[2], "")
             setting = f"data.image_size: [{expected[0]}, {expected[1]}]"
             if mode and mode != recipe.data.color_mode:

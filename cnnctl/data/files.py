@@ -23,6 +23,7 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "valid"), "test": ("test",)}
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 _SHOWN = 5  # bad files listed by name
+_RANGE_SAMPLE = 1000  # records of each split that number features' value range is measured on
 
 
 def decoder(spec: DataSpec):
@@ -83,7 +84,7 @@ def load_image_dir(spec: DataSpec, seed: int) -> Source:
     bad = [path for files in found.values() for path, _ in files if not _readable(path)]
     if spec.on_error == "skip":  # every file decoded once, so that sizes and class counts are exact
         unread = set(bad)
-        bad += undecodable(np.array([p for files in found.values() for p, _ in files if p not in unread]), decode)
+        bad += undecodable(np.array([p for files in found.values() for p, _ in files if p not in unread], str), decode)
     report_bad(bad, spec.on_error)
     parts, total, dropped = {}, 0, set(bad)
     for split, files in found.items():
@@ -99,7 +100,7 @@ def load_image_dir(spec: DataSpec, seed: int) -> Source:
     split_note = f", split folders {', '.join(s for s in roots if s != 'all')}" if "all" not in roots else ""
     return Source(parts=parts, class_names=names, element_shape=shape, dtype="uint8", value_range=(0.0, 255.0),
                   description=f"image_dir {spec.path} ({total} images, {len(names)} classes{split_note})",
-                  streams=True, verify=lambda: undecodable(every_file, decode))
+                  verify=None if spec.on_error == "skip" else lambda: undecodable(every_file, decode))
 
 
 def undecodable(paths: np.ndarray, decode) -> list[str]:
@@ -119,6 +120,10 @@ def undecodable(paths: np.ndarray, decode) -> list[str]:
 def _split_roots(spec: DataSpec) -> dict[str, str]:
     paths = split_paths(spec)
     if "all" not in paths:
+        for split, folder in paths.items():
+            if not os.path.isdir(folder):
+                raise DataError(("path", split), f"{folder} is not a folder; image_dir reads folders of class "
+                                                 "sub-folders")
         return paths
     root = paths["all"]
     if not os.path.isdir(root):
@@ -212,7 +217,8 @@ def load_tfrecord(spec: DataSpec, seed: int) -> Source:
         return tf.io.parse_single_example(record, {y_name: y_feature})[y_name]
 
     parts, raw_labels = {}, {}
-    for split, pattern in split_paths(spec).items():
+    low, high = np.inf, -np.inf  # of number features: what augmentation layers take as value_range
+    for split, pattern in split_paths(spec, globs=True).items():
         files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not files:
             raise DataError(("path",), f"no file matches {pattern}")
@@ -224,8 +230,8 @@ def load_tfrecord(spec: DataSpec, seed: int) -> Source:
             raw_labels[split] = np.concatenate(
                 [b for b in records.map(label_of, num_parallel_calls=AUTOTUNE).batch(4096).as_numpy_iterator()]
                 or [np.zeros(0, "int64")])
-            for _ in records.take(1).map(parse):  # one whole record: the declared features must fit the data
-                pass
+            for x, _ in records.take(_RANGE_SAMPLE).map(parse).batch(_RANGE_SAMPLE):  # the spec must fit the data
+                low, high = min(low, float(tf.reduce_min(x))), max(high, float(tf.reduce_max(x)))
         except tf.errors.OpError as exc:
             raise UserError(f"cannot read the TFRecord files {pattern} (compression {compression}) with the "
                             f"declared data.features: {tf_message(exc)}; check data.compression and "
@@ -236,8 +242,8 @@ def load_tfrecord(spec: DataSpec, seed: int) -> Source:
     return Source(
         parts={split: _record_part(records, labels[split], parse) for split, records in parts.items()},
         class_names=names, element_shape=shape, dtype="uint8" if image else x_spec.dtype,
-        value_range=(0.0, 255.0) if image else (0.0, 1.0),
-        description=f"tfrecord {spec.path} ({sum(len(v) for v in labels.values())} records)", streams=True,
+        value_range=(0.0, 255.0) if image else (low, high),
+        description=f"tfrecord {spec.path} ({sum(len(v) for v in labels.values())} records)",
     )
 
 
@@ -299,4 +305,4 @@ def load_tfds(spec: DataSpec, seed: int) -> Source:
         parts[split] = _record_part(stored, labels, lambda image, y: (decode(image), tf.cast(y, tf.int32)))
     return Source(parts=parts, class_names=list(label.names), element_shape=(*spec.image_size,
                   CHANNELS[spec.color_mode]), dtype="uint8", value_range=(0.0, 255.0),
-                  description=f"tfds {name}", streams=True)
+                  description=f"tfds {name}")

@@ -196,11 +196,14 @@ def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
     if cache != "none":
         if cache != "memory":
             _make_cache_folder(recipe)
-        ds = ds.cache("" if cache == "memory" else f"{cache}-{split}-{_fingerprint(recipe, source, indices)}")
+        ds = ds.cache("" if cache == "memory" else f"{cache}-{split}-{_fingerprint(recipe, source, part, indices)}")
         if shuffle:
             buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
             ds = ds.shuffle(max(buffer, 1), seed=recipe.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(spec.batch_size).map(transform, num_parallel_calls=AUTOTUNE)
+    # Augmentation layers draw from one seed state: batches augmented in parallel would take its draws in
+    # any order, so with a fixed seed two runs would differ. Training batches with augmentation go one by one.
+    parallel = None if split == "train" and spec.augment else AUTOTUNE
+    ds = ds.batch(spec.batch_size).map(transform, num_parallel_calls=parallel)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -213,9 +216,15 @@ def _make_cache_folder(recipe: Recipe) -> None:
                                          f"{exc.strerror}; give a writable path prefix, or cache: memory")) from None
 
 
-def _fingerprint(recipe: Recipe, source: Source, indices: np.ndarray) -> str:
+def _fingerprint(recipe: Recipe, source: Source, part_name: str, indices: np.ndarray) -> str:
     """Names a file cache after what it holds (data settings, files found, the split), so a stale one is never read."""
     decoded = recipe.data.model_dump(exclude={"batch_size", "shuffle", "cache", "augment", "normalize", "rescale"})
     digest = hashlib.sha256(json.dumps({"data": decoded, "source": source.description}, sort_keys=True).encode())
+    part = source.parts[part_name]
     digest.update(np.asarray(indices, "int64").tobytes())
+    digest.update(part.labels[indices].astype("int32").tobytes())  # a file moved to another class folder
+    if part.keys is not None:  # the files themselves: names, sizes and modification times
+        for path in part.keys[indices]:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:12]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from cnnctl.data.pipeline import SPLITS, Datasets
 
 IMBALANCE_WARNING = 3.0  # largest / smallest class in the training split
@@ -18,7 +20,8 @@ def data_report(data: Datasets, class_weighted: bool = False) -> dict:
         warnings.append(f"the training split has no examples of class {', '.join(missing[:5])}"
                         f"{' ...' if len(missing) > 5 else ''}")
     if imbalance is not None and imbalance >= IMBALANCE_WARNING and not class_weighted:
-        big, small = data.class_names[int(train.argmax())], data.class_names[int(present.argmin())]
+        big = data.class_names[int(train.argmax())]
+        small = data.class_names[int(np.flatnonzero(train == present.min())[0])]
         warnings.append(f"the training classes are imbalanced: '{big}' has {imbalance:.1f}x the examples of "
                         f"'{small}'; consider train.class_weight: balanced")
     for split in ("validation", "test"):

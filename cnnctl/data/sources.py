@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.errors import UserError, did_you_mean
+from cnnctl.errors import UserError, did_you_mean, first_line
 from cnnctl.recipe.data_spec import DataSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -58,7 +58,6 @@ class Source:
     dtype: str  # of x as stored: uint8 for 8-bit images
     value_range: tuple[float, float]  # what a pixel can be, for augmentation layers' value_range
     description: str
-    streams: bool = False  # decoded from files every epoch unless cached
     verify: Callable[[], list[str]] | None = None  # decodes everything once; returns what fails (files)
 
 
@@ -74,6 +73,9 @@ def array_part(x: np.ndarray, y: np.ndarray) -> Part:
 
 def array_source(parts: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str], description: str,
                  value_range: tuple[float, float] | None = None) -> Source:
+    empty = [split for split, (x, _) in parts.items() if len(x) == 0]
+    if empty:
+        raise DataError(("path",), f"the {empty[0]} data has no examples")
     first = next(iter(parts.values()))[0]
     if value_range is None:
         value_range = (0.0, 255.0) if first.dtype == np.uint8 else _observed_range(parts)
@@ -142,7 +144,7 @@ def load_npz(spec: DataSpec, seed: int) -> Source:
         raise DataError(("x",), f"an npz source reads one array as x, got {x_key}")
     parts = {}
     for split, path in split_paths(spec).items():
-        with np.load(path, allow_pickle=False) as arrays:  # no pickled objects: a data file runs no code
+        with _open_npz(path) as arrays:  # no pickled objects: a data file runs no code
             keys = list(arrays.keys())
             if split == "all" and f"{x_key}_train" in keys and x_key not in keys:
                 for stored in ("train", "validation", "test"):
@@ -156,6 +158,17 @@ def load_npz(spec: DataSpec, seed: int) -> Source:
     source = array_source({split: (x, labels[split]) for split, (x, _) in parts.items()}, names, "")
     source.description = f"npz {spec.path} ({', '.join(f'{s}: {len(p.labels)}' for s, p in source.parts.items())})"
     return source
+
+
+def _open_npz(path: str):
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # not a NumPy file, or a truncated one
+        raise UserError(f"{path} cannot be read as an .npz file: {first_line(exc)}") from None
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise UserError(f"{path} holds a single array (.npy); an npz source reads x and y from an .npz "
+                        "(np.savez(path, x=..., y=...))")
+    return arrays
 
 
 def _npz_array(arrays, key: str, path: str, which: str) -> np.ndarray:
@@ -182,37 +195,49 @@ def load_csv(spec: DataSpec, seed: int) -> Source:
 
 
 def _read_csv(path: str, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Features (float32) and labels (text) of a csv, a row at a time: memory for the arrays, not the text."""
     with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    if len(rows) < 2:
+        reader = csv.reader(handle)
+        header = [h.strip() for h in next(reader, [])]
+        y_name = spec.y or "label"
+        if header and y_name not in header:
+            raise DataError(("y",), f"{path} has no column '{y_name}'{did_you_mean(y_name, header)}; its columns "
+                            f"are {', '.join(header[:12])}{' ...' if len(header) > 12 else ''} (name it with data.y)")
+        x_names = spec.x if isinstance(spec.x, list) else [spec.x] if spec.x else [h for h in header if h != y_name]
+        for name in x_names:
+            if name not in header:
+                raise DataError(("x",), f"{path} has no column '{name}'{did_you_mean(name, header)}")
+        y_col, x_cols = (header.index(y_name), [header.index(n) for n in x_names]) if header else (0, [])
+        labels = []
+        for line, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise UserError(f"{path}:{line}: {len(row)} fields where the header has {len(header)}")
+            labels.append(row[y_col])
+    if not labels:
         raise UserError(f"{path} has no data rows; a csv source needs a header row and one row per example")
-    header, rows = [h.strip() for h in rows[0]], rows[1:]
-    y_name = spec.y or "label"
-    if y_name not in header:
-        raise DataError(("y",), f"{path} has no column '{y_name}'{did_you_mean(y_name, header)}; its columns are "
-                        f"{', '.join(header[:12])}{' ...' if len(header) > 12 else ''} (name it with data.y)")
-    x_names = spec.x if isinstance(spec.x, list) else [spec.x] if spec.x else [h for h in header if h != y_name]
-    for name in x_names:
-        if name not in header:
-            raise DataError(("x",), f"{path} has no column '{name}'{did_you_mean(name, header)}")
-    y_col, x_cols = header.index(y_name), [header.index(n) for n in x_names]
-    width = len(header)
-    for line, row in enumerate(rows, start=2):
-        if len(row) != width:
-            raise UserError(f"{path}:{line}: {len(row)} fields where the header has {width}")
-    table = np.array(rows, dtype=object)
-    try:
-        x = table[:, x_cols].astype("float32")
+    try:  # NumPy's C parser: fast, and memory for the array only
+        x = np.loadtxt(path, delimiter=",", skiprows=1, usecols=x_cols, dtype="float32", quotechar='"', ndmin=2)
     except ValueError:
-        for line, row in enumerate(rows, start=2):
-            for col in x_cols:
-                try:
-                    float(row[col])
-                except ValueError:
-                    raise UserError(f"{path}:{line}: column '{header[col]}' is '{row[col]}', not a number; "
-                                    "feature columns must be numeric (list them with data.x)") from None
+        _raise_bad_cell(path, header, x_cols)
         raise
-    return x, table[:, y_col].astype(str)
+    return x, np.array(labels)
+
+
+def _raise_bad_cell(path: str, header: list[str], columns: list[int]) -> None:
+    with open(path, newline="") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            bad = next((c for c in columns if not _is_number(row[c])), None) if line > 1 else None
+            if bad is not None:
+                raise UserError(f"{path}:{line}: column '{header[bad]}' is '{row[bad]}', not a number; "
+                                "feature columns must be numeric (list them with data.x)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_synthetic(spec: DataSpec, seed: int) -> Source:
@@ -243,12 +268,17 @@ def load_synthetic(spec: DataSpec, seed: int) -> Source:
 # --- shared helpers ----------------------------------------------------------------------------
 
 
-def split_paths(spec: DataSpec) -> dict[str, str]:
-    """``data.path`` as {split: existing path}; one path is the split ``all``."""
+def split_paths(spec: DataSpec, *, globs: bool = False) -> dict[str, str]:
+    """``data.path`` as {split: existing path}; one path is the split ``all``; a mapping needs ``train``."""
     paths = {"all": spec.path} if isinstance(spec.path, str) else dict(spec.path)
+    if "all" not in paths and "train" not in paths:
+        raise DataError(("path",), f"a mapping of split files needs train (it has {', '.join(paths)})")
     for split, path in paths.items():
-        if not glob.has_magic(path) and not os.path.exists(path):
-            key = ("path",) if split == "all" else ("path", split)
+        key = ("path",) if split == "all" else ("path", split)
+        if glob.has_magic(path):
+            if not globs:
+                raise DataError(key, f"{path} is a pattern; source '{spec.source}' reads one file per split")
+        elif not os.path.exists(path):
             raise DataError(key, f"{path} does not exist{closest_path(path)}")
     return paths
 

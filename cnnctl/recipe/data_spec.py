@@ -53,6 +53,13 @@ def _source(value: str) -> str:
     raise ValueError(f"unknown data source '{value}'{did_you_mean(value, SOURCES)}; choose one of {', '.join(SOURCES)}")
 
 
+def _distinct(names: list[str]) -> list[str]:
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if repeated is not None:
+        raise ValueError(f"class '{repeated}' is named twice; each class has one name and one index")
+    return names
+
+
 def _rescale(value: Any) -> float:
     """A number, or a fraction written as text: ``1/255``."""
     if isinstance(value, bool):
@@ -108,7 +115,7 @@ class DataSpec(Section):
     source: Annotated[str, AfterValidator(_source)] = "digits"
     """digits (scikit-learn's 8x8 digits, offline), keras:mnist, keras:fashion_mnist, keras:cifar10, keras:cifar100, image_dir, npz, csv, tfrecord, synthetic, or tfds:NAME."""
     path: Path_ | None = None
-    """The folder (image_dir), file or glob (npz, csv, tfrecord); or {train: ..., test: ...} to give splits as their own files. Relative to the recipe file."""
+    """The folder (image_dir), file (npz, csv) or file or glob (tfrecord); or {train: ..., test: ...} to give splits as their own files. Relative to the recipe file."""
     image_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)] = [256, 256]
     """[height, width] every decoded image is resized to (image_dir, tfrecord images)."""
     color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
@@ -117,7 +124,7 @@ class DataSpec(Section):
     """How images are resized to image_size."""
     on_error: Literal["fail", "skip"] = "fail"
     """An unreadable or empty image file: fail (list them and stop) or skip (drop them with a warning)."""
-    class_names: Annotated[list[str], Field(min_length=1)] | None = None
+    class_names: Annotated[list[str], Field(min_length=1), AfterValidator(_distinct)] | None = None
     """The classes in label order (default: sorted folder names, or the sorted distinct labels)."""
     x: str | list[str] | None = None
     """The array (npz, default x), the feature columns (csv, default all but y) or the feature (tfrecord, default image)."""

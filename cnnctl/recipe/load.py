@@ -65,7 +65,7 @@ def anchor_paths(doc: Located) -> None:
     here = os.path.dirname(os.path.abspath(doc.source)) if os.path.isfile(doc.source) else os.getcwd()
 
     def anchored(value: object, path: tuple) -> object:
-        if not isinstance(value, str) or not value or value in ("none", "memory"):
+        if not isinstance(value, str) or not value or (path == ("data", "cache") and value in ("none", "memory")):
             return value
         base = os.getcwd() if doc.where(path).startswith("--set") else here
         return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
