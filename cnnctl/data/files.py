@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data.sources import AUTOTUNE, DataError, Part, Source, encode_labels, split_paths
+from cnnctl.data.sources import AUTOTUNE, DataError, Part, Source, encode_labels, shuffled, split_paths
 from cnnctl.errors import UserError
 from cnnctl.recipe.data_spec import IMAGE_EXTENSIONS, DataSpec
 
@@ -23,6 +23,7 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "valid"), "test": ("test",)}
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 _SHOWN = 5  # bad files listed by name
+_RECORD_SHUFFLE = 10_000  # raw records in the shuffle buffer of a source read in order
 _RANGE_SAMPLE = 1000  # records of each split that number features' value range is measured on
 
 
@@ -182,8 +183,7 @@ def describe_bad(bad: list[str]) -> str:
 def _file_part(paths: np.ndarray, labels: np.ndarray, decode) -> Part:
     def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((paths[indices], labels[indices]))
-        if shuffle_seed is not None:  # shuffle names, not decoded images: a full shuffle costs nothing
-            ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = shuffled(ds, len(indices), shuffle_seed)  # names, not decoded images: a full shuffle costs nothing
         return ds.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
 
     return Part(labels=labels, make=make, keys=paths)
@@ -264,9 +264,7 @@ def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
 
         # a known length, so Keras does not warn that the input "ran out of data" at the first epoch's end
         ds = records.enumerate().filter(kept).map(record_only).apply(tf.data.experimental.assert_cardinality(count))
-        if shuffle_seed is not None:
-            ds = ds.shuffle(min(len(indices), 10_000), seed=shuffle_seed, reshuffle_each_iteration=True)
-        return ds.map(parse, num_parallel_calls=AUTOTUNE)
+        return shuffled(ds, min(count, _RECORD_SHUFFLE), shuffle_seed).map(parse, num_parallel_calls=AUTOTUNE)
 
     return Part(labels=labels, make=make)
 

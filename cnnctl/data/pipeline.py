@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnctl.data import files, preprocess, sources
-from cnnctl.data.sources import AUTOTUNE, DataError, Source
+from cnnctl.data.sources import AUTOTUNE, DataError, Source, shuffled
 from cnnctl.errors import RecipeError, first_line
 from cnnctl.recipe.schema import Recipe
 
@@ -197,9 +197,8 @@ def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
         if cache != "memory":
             _make_cache_folder(recipe)
         ds = ds.cache("" if cache == "memory" else f"{cache}-{split}-{_fingerprint(recipe, source, part, indices)}")
-        if shuffle:
-            buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
-            ds = ds.shuffle(max(buffer, 1), seed=recipe.seed, reshuffle_each_iteration=True)
+        buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
+        ds = shuffled(ds, buffer, recipe.seed if shuffle else None)
     # Augmentation layers draw from one seed state: batches augmented in parallel would take its draws in
     # any order, so with a fixed seed two runs would differ. Training batches with augmentation go one by one.
     parallel = None if split == "train" and spec.augment else AUTOTUNE

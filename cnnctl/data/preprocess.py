@@ -19,8 +19,12 @@ from cnnctl.errors import RecipeError, did_you_mean, first_line
 from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import Recipe
 
-# Image preprocessing layers that need labels or bounding boxes besides the images.
-_NOT_AUGMENTATIONS = {"CutMix", "MixUp", "MaxNumBoundingBoxes"}
+# Image layers that need the labels too, which a recipe's augment list cannot give them.
+REFUSED_AUGMENTATIONS = {
+    "CutMix": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
+    "MixUp": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
+}
+_NOT_AUGMENTATIONS = {*REFUSED_AUGMENTATIONS, "MaxNumBoundingBoxes"}  # the last needs bounding boxes
 
 
 @functools.cache
@@ -34,11 +38,6 @@ def augmentation_classes() -> dict[str, type]:
             and issubclass(obj, BaseImagePreprocessingLayer) and name not in _NOT_AUGMENTATIONS}
 
 
-# Image layers that need the labels too, which a recipe's augment list cannot give them.
-REFUSED_AUGMENTATIONS = {
-    "CutMix": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
-    "MixUp": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
-}
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 

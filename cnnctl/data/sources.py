@@ -61,12 +61,16 @@ class Source:
     verify: Callable[[], list[str]] | None = None  # decodes everything once; returns what fails (files)
 
 
+def shuffled(ds: tf.data.Dataset, buffer: int, seed: int | None) -> tf.data.Dataset:
+    """``ds`` reshuffled every epoch from ``seed`` (unchanged when ``seed`` is None)."""
+    if seed is None:
+        return ds
+    return ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
+
+
 def array_part(x: np.ndarray, y: np.ndarray) -> Part:
     def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices((x[indices], y[indices]))
-        if shuffle_seed is not None:
-            ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
-        return ds
+        return shuffled(tf.data.Dataset.from_tensor_slices((x[indices], y[indices])), len(indices), shuffle_seed)
 
     return Part(labels=y, make=make)
 
@@ -155,9 +159,9 @@ def load_npz(spec: DataSpec, seed: int) -> Source:
             parts[split] = (_npz_array(arrays, x_key, path, "x"), _npz_array(arrays, y_key, path, "y"))
     parts = {split: (_reshaped(x, spec, split), y) for split, (x, y) in parts.items()}
     labels, names = encode_labels({split: y for split, (_, y) in parts.items()}, spec)
-    source = array_source({split: (x, labels[split]) for split, (x, _) in parts.items()}, names, "")
-    source.description = f"npz {spec.path} ({', '.join(f'{s}: {len(p.labels)}' for s, p in source.parts.items())})"
-    return source
+    sizes = ", ".join(f"{split}: {len(y)}" for split, y in labels.items())
+    return array_source({split: (x, labels[split]) for split, (x, _) in parts.items()}, names,
+                        f"npz {spec.path} ({sizes})")
 
 
 def _open_npz(path: str):
@@ -189,9 +193,8 @@ def load_csv(spec: DataSpec, seed: int) -> Source:
     parts = {split: (_reshaped(x, spec, split), labels[split]) for split, (x, _) in parts.items()}
     if spec.reshape is not None and all(_eight_bit(x) for x, _ in parts.values()):
         parts = {split: (x.astype("uint8"), y) for split, (x, y) in parts.items()}  # pixels: rescaled by auto
-    source = array_source(parts, names, "")
-    source.description = f"csv {spec.path} ({sum(len(p.labels) for p in source.parts.values())} rows)"
-    return source
+    rows = sum(len(y) for _, y in parts.values())
+    return array_source(parts, names, f"csv {spec.path} ({rows} rows)")
 
 
 def _read_csv(path: str, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -256,9 +259,7 @@ def load_synthetic(spec: DataSpec, seed: int) -> Source:
 
     def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((indices.astype("int64"), labels[indices]))
-        if shuffle_seed is not None:
-            ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
-        return ds.map(example, num_parallel_calls=AUTOTUNE)
+        return shuffled(ds, len(indices), shuffle_seed).map(example, num_parallel_calls=AUTOTUNE)
 
     return Source(parts={"all": Part(labels, make)}, class_names=[str(i) for i in range(classes)],
                   element_shape=shape, dtype="float32", value_range=(0.0, 1.0),

@@ -14,14 +14,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
 
 
-def _keras_object(value: Any) -> Any:
-    """A Keras name (``adam``) or a one-key mapping ``{Adam: {learning_rate: 1.0e-3}}``."""
-    if isinstance(value, str) and value:
-        return value
+def _is_spec(value: Any) -> bool:
+    """A Keras class name, or a one-key mapping of a class name to its arguments (or to nothing)."""
+    if isinstance(value, str):
+        return bool(value)
     if isinstance(value, dict) and len(value) == 1:
         (name, args), = value.items()
-        if isinstance(name, str) and (args is None or isinstance(args, dict)):
-            return value
+        return isinstance(name, str) and (args is None or isinstance(args, dict))
+    return False
+
+
+def _keras_object(value: Any) -> Any:
+    """A Keras name (``adam``) or a one-key mapping ``{Adam: {learning_rate: 1.0e-3}}``."""
+    if _is_spec(value):
+        return value
     raise ValueError(
         "expected a Keras name (e.g. adam) or a one-key mapping of a class name to its "
         f"arguments (e.g. {{Adam: {{learning_rate: 1.0e-3}}}}), got {value!r}"
@@ -33,12 +39,10 @@ KerasObject = Annotated[Any, AfterValidator(_keras_object)]
 
 def _layer(value: Any) -> Any:
     """A bare class name (``Flatten``) or ``{Conv2D: {filters: 32, ...}}``."""
-    if isinstance(value, str) and value:
+    if _is_spec(value):
         return value
     if isinstance(value, dict) and len(value) == 1:
         (name, args), = value.items()
-        if isinstance(name, str) and (args is None or isinstance(args, dict)):
-            return value
         raise ValueError(
             f"the arguments of layer '{name}' must be a mapping of argument names to values, "
             f"got {args!r}"
