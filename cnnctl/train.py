@@ -152,10 +152,12 @@ def _shape_hint(expected: tuple, data: Datasets, recipe: Recipe) -> str:
             recipe.data.kind == "tfrecord" and data.stored_dtype == "uint8"):
         if len(expected) == 3 and None not in expected[:2]:
             mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(expected[2], "")
-            setting = f"data.image_size: [{expected[0]}, {expected[1]}]"
+            settings = []
+            if list(expected[:2]) != list(data.stored_shape[:2]):
+                settings.append(f"data.image_size: [{expected[0]}, {expected[1]}]")
             if mode and mode != recipe.data.color_mode:
-                setting += f" and data.color_mode: {mode}"
-            return f"; set {setting}, or change the model's input"
+                settings.append(f"data.color_mode: {mode}")
+            return f"; set {' and '.join(settings)}, or change the model's input" if settings else ""
         return ""
     if recipe.data.kind == "tfrecord":
         return f"; set the shape of the image feature in data.features to {list(expected)}, or change the model's input"

@@ -128,3 +128,15 @@ def test_train_announces_the_run_only_after_the_recipe_passed(write_recipe, tmp_
     result = CliRunner().invoke(main, ["train", str(bad), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "training t" not in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_shape_hint_names_only_the_setting_that_differs(tmp_path):
+    from tests.datafiles import write_image_dir
+
+    root = write_image_dir(tmp_path / "img", count=30, classes=3, size=8)
+    base = (f"name: t\ndata: {{source: image_dir, path: {root}, image_size: [8, 8], color_mode: grayscale}}\n"
+            "model: {input: [8, 8, 3], layers: [Flatten, {Dense: {units: 3, activation: softmax}}]}\n")
+    message = _problem(base)
+    assert "set data.color_mode: rgb, or change" in message and "image_size" not in message
+    message = _problem(base.replace("input: [8, 8, 3]", "input: [12, 12, 1]"))
+    assert "set data.image_size: [12, 12], or change" in message and "color_mode" not in message
