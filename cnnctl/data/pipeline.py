@@ -49,6 +49,8 @@ class Datasets:
     normalization: dict = field(default_factory=dict)  # see preprocess.normalization_record
     augment: list[str] = field(default_factory=list)
     verify: Callable[[], list[str]] | None = field(default=None, repr=False)  # see Source.verify
+    value_range: tuple[float, float] = (0.0, 255.0)  # what a stored value can be (pixels: 0-255)
+    raw: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)  # batches as stored, in order
 
     def __getitem__(self, split: str) -> tf.data.Dataset:
         return self.splits[split]
@@ -57,17 +59,18 @@ class Datasets:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def sample(self, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``count`` preprocessed examples of ``split`` (x, y) as NumPy arrays."""
+    def sample(self, split: str, count: int, *, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``count`` examples of ``split`` (x, y) as NumPy arrays: preprocessed, or as stored if ``raw``."""
         xs, ys, have = [], [], 0
-        for x, y in self.splits[split]:
+        for x, y in (self.raw if raw else self.splits)[split]:
             xs.append(x.numpy())
             ys.append(y.numpy())
             have += len(y)
             if have >= count:
                 break
         if not xs:
-            return np.zeros((0, *self.element_shape), "float32"), np.zeros(0, "int32")
+            shape, dtype = (self.stored_shape, self.stored_dtype) if raw else (self.element_shape, "float32")
+            return np.zeros((0, *shape), dtype), np.zeros(0, "int32")
         return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
 
 
@@ -184,6 +187,9 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
         normalization=preprocess.normalization_record(kind, spec.rescale, standardize),
         augment=augment.names,
         verify=source.verify,
+        value_range=source.value_range,
+        raw={name: source.parts[part].make(idx, None).batch(spec.batch_size)
+             for name, (part, idx) in assigned.items()},  # what eval, predict and exports take, in order
     )
 
 

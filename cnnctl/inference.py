@@ -1,0 +1,125 @@
+"""A run's model with its preprocessing in front: examples as stored in, the model's outputs out.
+
+During training the pipeline casts each batch to float32, applies ``data.augment``
+in inference mode (a RandomCrop becomes a centre crop; the random layers do
+nothing) and normalizes it. ``serving_model`` puts exactly those steps in front of
+the trained model as Keras layers, so ``cnnctl predict``, every export and anyone
+loading an export give the values as stored (pixels 0-255, decoded and resized to
+``data.image_size``) and get what ``cnnctl eval`` measured::
+
+    inputs  float32 [batch, *stored shape]   e.g. [batch, 64, 64, 3], pixel values 0-255
+      -> preprocessing (Sequential: CenterCrop, Rescaling or Normalization; absent if nothing to do)
+      -> the trained model
+    outputs one tensor per model output
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnctl.data.preprocess import augmentation_layers, keras_normalization
+from cnnctl.errors import UserError
+from cnnctl.model.saved import load_keras_model
+from cnnctl.recipe import Recipe, load_recipe
+from cnnctl.rundir import RECIPE, RunDir
+
+INPUT_NAME = "inputs"
+PREPROCESSING = "preprocessing"
+
+
+@dataclass
+class RunModel:
+    """A trained model, the model that takes stored examples, and what its run knows about the data."""
+
+    model: keras.Model  # takes preprocessed batches, as in training
+    serving: keras.Model  # takes batches as stored (see the module's docstring)
+    recipe: Recipe | None  # None for a .keras file outside any run
+    record: dict  # the run's data.json: class names, stored shape and dtype, normalization
+    source: str  # what was loaded, for messages
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.record.get("class_names") or []
+
+    @property
+    def stored_shape(self) -> tuple:
+        return tuple(self.record["stored"]["shape"])
+
+
+def preprocessing_layers(recipe: Recipe, record: dict) -> list[keras.layers.Layer]:
+    """The layers the pipeline applies to validation and test batches, in order, except those that do nothing."""
+    stored = record["stored"]
+    shape = tuple(stored["shape"])
+    value_range = tuple(stored.get("value_range", (0.0, 255.0)))
+    layers: list[keras.layers.Layer] = []
+    if recipe.data.augment:
+        probe = tf.random.stateless_uniform((2, *shape), seed=(1, 2), minval=value_range[0], maxval=value_range[1])
+        for layer in augmentation_layers(recipe, value_range, shape).inference:
+            out = layer(probe, training=False)
+            if tuple(out.shape) != tuple(probe.shape) or not np.array_equal(out, probe):
+                layers.append(layer)  # e.g. the centre crop of a RandomCrop; random layers are identities here
+            probe = out
+    norm = record.get("normalization") or {"normalize": "none"}
+    if norm["normalize"] == "rescale":
+        layers.append(keras.layers.Rescaling(norm["rescale"]))
+    elif norm["normalize"] == "standardize":
+        layers.append(keras_normalization(norm))
+    return layers
+
+
+def serving_model(model: keras.Model, recipe: Recipe, record: dict) -> keras.Model:
+    """``model`` behind the run's preprocessing: one input named ``inputs``, float32 of the stored shape."""
+    if len(model.inputs) != 1:
+        raise UserError(f"model '{model.name}' has {len(model.inputs)} inputs; cnnctl serves models of one input")
+    inputs = keras.Input(shape=tuple(record["stored"]["shape"]), dtype="float32", name=INPUT_NAME)
+    layers = preprocessing_layers(recipe, record)
+    x = keras.Sequential(layers, name=PREPROCESSING)(inputs) if layers else inputs
+    return keras.Model(inputs, model(x), name=f"{model.name}_serving")
+
+
+def load_run_model(run: RunDir, model_file: str = "model.keras") -> RunModel:
+    """The run's ``model_file`` with its recipe and data record (data.json)."""
+    recipe = load_recipe(str(run / RECIPE))
+    model = load_keras_model(run / model_file)
+    record = run.read_json("data.json") if (run / "data.json").exists() else None
+    if record is None:
+        raise UserError(f"{run.path} has no data.json (a run of an older cnnctl?); train it again to predict "
+                        "or export with its preprocessing")
+    return RunModel(model, serving_model(model, recipe, record), recipe, record, str(run / model_file))
+
+
+def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "model.keras") -> RunModel:
+    """``target``: a run directory, ``latest``, a ``.keras`` file inside a run (model.keras, best.keras,
+    export/keras), or a ``.keras`` file of its own, which is taken to want the values as stored."""
+    from cnnctl.rundir import resolve_run
+
+    path = Path(target)
+    if target == "latest" or path.is_dir():
+        return load_run_model(resolve_run(target, runs_dir), model_file)
+    if path.suffix != ".keras":
+        what = "missing" if not path.exists() else "not a .keras file or a run directory"
+        raise UserError(f"{target}: {what}; give a run directory (runs/NAME/STAMP), `latest`, or a .keras model")
+    run = _run_of(path)
+    if run is not None and path.name in ("model.keras", "best.keras"):
+        return load_run_model(run, path.name)
+    model = load_keras_model(path)
+    if run is not None and model.name.endswith("_serving"):  # an export of that run (export/keras)
+        record = run.read_json("data.json")
+        return RunModel(model, model, load_recipe(str(run / RECIPE)), record, str(path))
+    shape = tuple(model.inputs[0].shape[1:])
+    record = {"class_names": [], "stored": {"shape": list(shape), "dtype": "float32"}}
+    return RunModel(model, model, None, record, str(path))
+
+
+def _run_of(path: Path) -> RunDir | None:
+    """The run directory a model file sits in (``RUN/model.keras``, ``RUN/export/keras.keras``), if any."""
+    for parent in list(path.resolve().parents)[:3]:
+        if (parent / RECIPE).is_file() and (parent / "data.json").is_file():
+            return RunDir(Path(os.path.relpath(parent)) if not path.is_absolute() else parent)
+    return None
