@@ -145,7 +145,9 @@ def _print_check(report: dict) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds the runs.")
 @click.option("--name", default=None, help="Run name (default: the recipe's name).")
-def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | None) -> None:
+@click.option("--tensorboard", "with_tensorboard", is_flag=True,
+              help="Also serve TensorBoard on the runs folder while training (port 6006, or the next free one).")
+def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | None, with_tensorboard: bool) -> None:
     """Train RECIPE into a new run directory; print a summary: metrics, best epoch, time, the run."""
     from cnnctl.recipe import load_recipe
 
@@ -153,6 +155,12 @@ def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | No
         overrides = (f"name={json.dumps(name)}", *overrides)
     loaded = load_recipe(recipe, overrides)
     import_tensorflow()
+    if with_tensorboard:
+        from cnnctl.tbserver import start
+
+        os.makedirs(runs_dir, exist_ok=True)
+        url, _ = start(runs_dir, port=None)
+        click.echo(f"TensorBoard at {url} (it stops when training ends)", err=True)
     from cnnctl.summary import format_summary
     from cnnctl.train import train as train_recipe
 
@@ -162,28 +170,49 @@ def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | No
 
 
 @main.command(name="eval")
-@click.argument("run")
+@click.argument("target", metavar="RUN|MODEL")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--data", default=None, metavar="RECIPE_OR_DIR",
+              help="Evaluate on this recipe's data, or on a folder of class folders, instead of the run's own.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
 @click.option("--best", is_flag=True, help="Evaluate best.keras instead of model.keras.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def evaluate(run: str, split: str, runs_dir: str, best: bool, as_json: bool) -> None:
-    """Evaluate the model of RUN (a run directory, or `latest`) on one split of its data."""
-    from cnnctl.rundir import resolve_run
-
-    run_dir = resolve_run(run, runs_dir)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: bool, as_json: bool) -> None:  # noqa: PLR0917
+    """Evaluate RUN (a run directory, or `latest`) or a .keras MODEL: metrics, per-class precision, recall
+    and F1, and the confusion matrix (printed; PNG in RUN/eval/ and in TensorBoard)."""
     import_tensorflow()
-    from cnnctl.evaluate import evaluate_run
+    from cnnctl.evaluate import evaluate as evaluate_model
+    from cnnctl.evaluate import format_eval
 
-    result = evaluate_run(run_dir, split, "best.keras" if best else "model.keras")
+    result = evaluate_model(target, split, data, runs_dir=runs_dir, model_file="best.keras" if best else "model.keras")
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from cnnctl.tables import format_table
+    for line in format_eval(result):
+        click.echo(line)
 
-    metrics = result["metrics"]
-    click.echo(f"{result['run']} ({result['model']}), {split} split, {result['examples']:,} examples")
-    click.echo(format_table(["metric", "value"], list(metrics.items()), "lr"))
+
+@main.command()
+@click.argument("target", metavar="RUN|MODEL")
+@click.argument("inputs", metavar="FILES_OR_DIRS...", nargs=-1, required=True)
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per input.")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
+@click.option("--best", is_flag=True, help="Use best.keras instead of model.keras.")
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON on stdout.")
+def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, best: bool, as_json: bool) -> None:  # noqa: PLR0917
+    """Predict the classes of image files, folders of images, or .npy arrays with RUN's model (or a .keras
+    MODEL), decoding and preprocessing them exactly as training did."""
+    import_tensorflow()
+    from cnnctl.predict import format_predictions
+    from cnnctl.predict import predict as predict_files
+
+    result = predict_files(target, list(inputs), top_k=top_k, runs_dir=runs_dir,
+                           model_file="best.keras" if best else "model.keras")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for line in format_predictions(result):
+        click.echo(line)
 
 
 @main.command()
@@ -203,6 +232,26 @@ def export(fmt: str, run: str, out: str | None, force: bool, runs_dir: str) -> N
     record = export_run(fmt, run_dir, out=out, force=force)
     click.echo(f"{fmt}: {record['path']} (signature '{record['signature']}', input '{record['input']}'; "
                f"matches Keras on {record['checked_examples']} examples, max |diff| {record['max_abs_diff']:.2g})")
+
+
+@main.command()
+@click.argument("runs_dir", metavar="[RUNS_DIR]", default="runs")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: 6006, or the next free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
+def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
+    """Serve TensorBoard on RUNS_DIR (every run's logs) until Ctrl-C; print its address."""
+    from cnnctl.tbserver import start
+
+    url, stop = start(runs_dir, port=port, host=host)
+    click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stop()
+        click.echo("TensorBoard stopped", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

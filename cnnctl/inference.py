@@ -42,6 +42,7 @@ class RunModel:
     recipe: Recipe | None  # None for a .keras file outside any run
     record: dict  # the run's data.json: class names, stored shape and dtype, normalization
     source: str  # what was loaded, for messages
+    run: RunDir | None = None  # the run it belongs to, if any
 
     @property
     def class_names(self) -> list[str]:
@@ -91,7 +92,7 @@ def load_run_model(run: RunDir, model_file: str = "model.keras") -> RunModel:
     if record is None:
         raise UserError(f"{run.path} has no data.json (a run of an older cnnctl?); train it again to predict "
                         "or export with its preprocessing")
-    return RunModel(model, serving_model(model, recipe, record), recipe, record, str(run / model_file))
+    return RunModel(model, serving_model(model, recipe, record), recipe, record, str(run / model_file), run)
 
 
 def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "model.keras") -> RunModel:
@@ -102,16 +103,20 @@ def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "mo
     path = Path(target)
     if target == "latest" or path.is_dir():
         return load_run_model(resolve_run(target, runs_dir), model_file)
+    if not path.exists():
+        from cnnctl.data.sources import closest_path
+
+        raise UserError(f"{target}: no such run directory or model file{closest_path(target)}")
     if path.suffix != ".keras":
-        what = "missing" if not path.exists() else "not a .keras file or a run directory"
-        raise UserError(f"{target}: {what}; give a run directory (runs/NAME/STAMP), `latest`, or a .keras model")
+        raise UserError(f"{target} is neither a run directory nor a .keras model; give a run directory "
+                        "(runs/NAME/STAMP), `latest`, or a .keras file")
     run = _run_of(path)
     if run is not None and path.name in ("model.keras", "best.keras"):
         return load_run_model(run, path.name)
     model = load_keras_model(path)
     if run is not None and model.name.endswith("_serving"):  # an export of that run (export/keras)
         record = run.read_json("data.json")
-        return RunModel(model, model, load_recipe(str(run / RECIPE)), record, str(path))
+        return RunModel(model, model, load_recipe(str(run / RECIPE)), record, str(path), run)
     shape = tuple(model.inputs[0].shape[1:])
     record = {"class_names": [], "stored": {"shape": list(shape), "dtype": "float32"}}
     return RunModel(model, model, None, record, str(path))

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import DIGITS, run_cli
 
-COMMANDS = ["check", "train", "eval", "export"]
+COMMANDS = ["check", "train", "eval", "predict", "export", "tensorboard"]
 
 _TRACK_TF = (
     "import sys, atexit\n"
