@@ -328,8 +328,8 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True,
                                 schedule=_has_schedule(recipe))
         make_parent_dirs(extra)
         callbacks: list[Any] = [LearningRateLog(), *extra]
-        if recipe.log.tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
+        from cnnctl.tblog import tensorboard_callbacks  # [] when log.tensorboard is off
+        callbacks.extend(tensorboard_callbacks(recipe, run, model, data))
         callbacks.append(recorder)  # last: its checkpoint holds what the others changed
         fit_started = time.perf_counter()
         with redirect_stdout(sys.stderr), undecodable_files(data, run, recorder):

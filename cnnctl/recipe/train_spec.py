@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from cnnctl.recipe.fields import KerasObject, PositiveInt, Section, _keras_object
 
@@ -93,8 +93,56 @@ class TrainSpec(Section):
     """Batches per compiled call (Keras's compile argument); more cuts Python overhead on small models."""
 
 
+def _tensorboard(value: Any) -> Any:
+    """``true`` (every default on), ``false`` (nothing written), or a mapping of options."""
+    if value is True:
+        return {}
+    if value is False:
+        return {"enabled": False}
+    if isinstance(value, dict):
+        return value
+    raise ValueError("log.tensorboard is true, false, or a mapping of options such as "
+                     f"{{histogram_freq: 0, profile_batch: [5, 10]}}, got {value!r}")
+
+
+def _profile_batch(value: Any) -> Any:
+    """Keras's ``profile_batch``: 0 (off), one batch number, or [first, last]."""
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if count(value) and value >= 0:
+        return value
+    if isinstance(value, list) and len(value) == 2 and all(count(v) and v > 0 for v in value) and value[0] <= value[1]:
+        return value
+    raise ValueError(f"profile_batch is 0 (off), a batch number, or [first, last] batches counted from 1, e.g. [5, 10], got {value!r}")
+
+
+class TensorBoardSpec(Section):
+    """What `log.tensorboard` writes (docs/tensorboard.md): Keras's TensorBoard arguments where Keras has one."""
+
+    enabled: bool = True
+    """false writes no TensorBoard events at all (log.tensorboard: false says the same)."""
+    histogram_freq: Annotated[int, Field(ge=0)] = 1
+    """Weight histograms every N epochs; 0 for none (Keras's argument)."""
+    write_graph: bool = True
+    """The model's graph, for the Graphs dashboard (Keras's argument)."""
+    input_images: Annotated[int, Field(ge=0, le=64)] = 16
+    """How many training inputs, augmented and normalized, to show as a grid each epoch; 0 for none."""
+    conv_filters: bool = True
+    """The first convolution's kernels as an image grid each epoch."""
+    confusion_matrix: bool = True
+    """The validation split's confusion matrix as an image each epoch (up to 10,000 examples)."""
+    hparams: bool = True
+    """The recipe's values and the run's validation metrics in the HParams dashboard."""
+    profile_batch: Annotated[Any, AfterValidator(_profile_batch)] = 0
+    """Profile these training batches (Keras's argument): 0 for off, N, or [first, last]."""
+
+    def __bool__(self) -> bool:
+        return self.enabled
+
+
 class LogSpec(Section):
     """What is logged during training."""
 
-    tensorboard: bool = True
-    """TensorBoard events in logs/train and logs/validation: per-epoch scalars and the graph."""
+    tensorboard: Annotated[TensorBoardSpec, BeforeValidator(_tensorboard)] = Field(default=True, validate_default=True)
+    """TensorBoard events in logs/: true (every default on), false, or a mapping of options (docs/tensorboard.md)."""
