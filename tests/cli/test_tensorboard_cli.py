@@ -1,0 +1,153 @@
+"""`cnnctl tensorboard RUNS --port P`: the real command in a subprocess, queried through TensorBoard's HTTP API.
+
+A tiny real run (digits, one epoch) is served on a free loopback port; the test
+finds the run, its scalar and image tags, one scalar series (against history.csv),
+one image (a PNG of the size the tag says) and the hparams experiment, then stops
+the server with Ctrl-C (SIGINT) and checks that it exits cleanly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+RECIPE = """
+name: served
+data: {batch_size: 128}
+model:
+  input: [8, 8, 1]
+  layers:
+    - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}
+    - Flatten
+    - Dense: {units: 10, activation: softmax}
+train: {epochs: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from cnnctl.recipe import load_recipe_text
+    from cnnctl.train import train
+
+    folder = tmp_path_factory.mktemp("served") / "runs"
+    result = train(load_recipe_text(RECIPE, "served.yaml"), str(folder), progress=False)
+    return folder, result.run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, data: bytes | None = None) -> bytes:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read()
+
+
+def get_json(url: str, data: dict | None = None):
+    return json.loads(get(url, json.dumps(data).encode() if data is not None else None))
+
+
+def start(runs_dir, port: int) -> tuple[subprocess.Popen, str, queue.Queue]:
+    """Start the command; return it, the address it printed, and its stdout lines to come."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    process = subprocess.Popen([sys.executable, "-m", "cnnctl", "tensorboard", str(runs_dir), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if process.poll() is not None:
+                pytest.fail(f"cnnctl tensorboard exited {process.returncode}: {process.stderr.read()[-2000:]}")
+            continue
+        if line.startswith("TensorBoard at "):
+            return process, line.split()[2], lines
+    process.kill()
+    pytest.fail("cnnctl tensorboard printed no address in 90 s")
+
+
+def test_tensorboard_serves_the_run_and_stops_on_ctrl_c(runs):
+    folder, run = runs
+    port = free_port()
+    process, url, _ = start(folder, port)
+    try:
+        assert url == f"http://127.0.0.1:{port}/"
+        name = f"served/{run.path.name}/logs"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and name + "/validation" not in get_json(url + "data/runs"):
+            time.sleep(0.5)  # TensorBoard loads the folder in the background
+        assert set(get_json(url + "data/runs")) == {name, f"{name}/train", f"{name}/validation"}
+
+        scalar_tags = get_json(url + "data/plugin/scalars/tags")
+        assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(scalar_tags[f"{name}/train"])
+        assert {"epoch_loss", "epoch_accuracy"} <= set(scalar_tags[f"{name}/validation"])
+        query = urllib.parse.urlencode({"run": f"{name}/validation", "tag": "epoch_loss"})
+        series = get_json(url + "data/plugin/scalars/scalars?" + query)  # [[wall time, step, value], ...]
+        with open(run / "history.csv") as f:
+            expected = [float(row["val_loss"]) for row in csv.DictReader(f)]
+        assert [step for _, step, _ in series] == [0, 1]
+        assert [value for _, _, value in series] == pytest.approx(expected, rel=1e-6)
+
+        image_tags = get_json(url + "data/plugin/images/tags")
+        assert set(image_tags[name]) == {"train_inputs", "conv_filters", "confusion_matrix/validation"}
+        query = urllib.parse.urlencode({"run": name, "tag": "confusion_matrix/validation"})
+        entries = get_json(url + "data/plugin/images/images?" + query)
+        assert [entry["step"] for entry in entries] == [0, 1]
+        png = get(url + "data/plugin/images/individualImage?" + entries[-1]["query"])
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 200
+
+        experiment = get_json(url + "data/plugin/hparams/experiment", {"experimentName": ""})
+        hparams = {info["name"] for info in experiment["hparamInfos"]}
+        assert {"data.batch_size", "train.optimizer", "train.learning_rate", "model.params"} <= hparams
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("cnnctl tensorboard did not stop on SIGINT")
+    assert process.returncode == 0, process.stderr.read()[-2000:]
+    with socket.socket() as s:  # the port is free again
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_busy_port_is_named(runs, tmp_path):
+    folder, _ = runs
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("tensorboard", str(folder), "--port", str(port), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"port {port}" in result.stderr and "in use" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_missing_runs_folder_is_a_user_error(tmp_path):
+    result = run_cli("tensorboard", str(tmp_path / "nowhere"), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "nowhere does not exist" in result.stderr and "Traceback" not in result.stderr
