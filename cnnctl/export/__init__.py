@@ -1,116 +1,292 @@
 """RunDir -> exported artifacts that are checked against the Keras model before they count.
 
-Every format is written to a temporary name next to its target, loaded back by
-its own runtime, compared with the Keras model on held-out data (a full batch
-and a batch of one), and only then renamed to its final name. A mismatch beyond
-tolerance fails the export (exit 1) and leaves nothing under the final name.
+Every format holds the run's serving model (``cnnctl.inference.serving_model``):
+one float32 input ``inputs`` taking examples as stored (pixels 0-255), the
+run's preprocessing inside. Each export is written to a temporary name beside
+its target, loaded back by its own runtime (tf.saved_model, Keras in safe mode,
+the TFLite interpreter, ONNX Runtime), compared with the Keras serving model on
+held-out examples (``cnnctl.export.check``), and only then renamed to its final
+name. A mismatch beyond tolerance fails the export (exit 1) and leaves nothing
+under the final name. The record of each export goes into metrics.json under
+``exports``. See docs/export.md.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from cnnctl.data import Datasets
-from cnnctl.errors import CnnctlError, UserError
-from cnnctl.evaluate import run_datasets
-from cnnctl.model.saved import load_keras_model
-from cnnctl.recipe import load_recipe
-from cnnctl.recipe.schema import EXPORT_FORMATS as FORMATS
-from cnnctl.rundir import RunDir
+from cnnctl.errors import UserError
+from cnnctl.export.check import Tolerance, compare, representative
+from cnnctl.recipe.export_spec import ExportSpec, export_spec
+from cnnctl.rundir import RECIPE, RunDir
 
-SIGNATURE = "serving_default"
-ATOL, RTOL = 1e-5, 1e-4
-_CHECK_BATCH = 64
+__all__ = ["DEFAULT_PATHS", "TOLERANCES", "default_path", "export_run", "export_target", "require_runtime",
+           "write_export"]
+
+DEFAULT_PATHS = {"savedmodel": "savedmodel", "keras": "serving.keras", "tflite": "model.tflite",
+                 "onnx": "model.onnx"}  # under RUN/export/; a quantized tflite is model_<quantize>.tflite
+
+# Float formats match elementwise; quantized ones by the class they predict. Measured figures: docs/export.md.
+TOLERANCES = {
+    "float": Tolerance(atol=1e-5, rtol=1e-4),  # float32 throughout: measured <= 1e-6
+    "mixed_float16": Tolerance(atol=5e-3, rtol=1e-2),  # a float16 Keras model: measured <= 1.3e-3
+    "mixed_bfloat16": Tolerance(atol=4e-2, rtol=5e-2),  # bfloat16 keeps 8 bits of mantissa: measured <= 1.1e-2
+    "dynamic": Tolerance(agreement=0.97, accuracy_drop=0.02),
+    "float16": Tolerance(agreement=0.99, accuracy_drop=0.01),
+    "int8": Tolerance(agreement=0.95, accuracy_drop=0.03),
+}
 
 
-def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = False) -> dict:
-    """Export the run's model.keras as ``fmt``; return what was written and how it checked."""
-    export_target(fmt, run, out, force)  # fail fast, before loading anything
+def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = False, *,
+               quantize: str | None = None) -> dict:
+    """Export the run's model (model.keras behind its preprocessing) as ``fmt``; return the export's record.
+
+    ``quantize`` (tflite only): ``dynamic``, ``float16`` or ``int8``. Raises
+    ``UserError`` for a wrong format, option or target, ``CnnctlError`` when the
+    export does not match the Keras model.
+    """
+    from cnnctl.evaluate import run_datasets
+    from cnnctl.inference import load_run_model
+
+    spec = _spec(fmt, quantize)
+    require_runtime(spec)
+    export_target(spec, run, out, force)  # fail fast, before loading anything
     with run.locked():
-        recipe = load_recipe(str(run / "recipe.yaml"))
-        model = load_keras_model(run / "model.keras")
-        return write_export(fmt, run, model, run_datasets(run, recipe), out=out, force=force)
+        loaded = load_run_model(run)
+        return _export(spec, run, loaded.serving, run_datasets(run, loaded.recipe), out=out, force=force)
 
 
-def write_export(fmt: str, run: RunDir, model, data: Datasets, *, out: str | None = None,
-                 force: bool = False) -> dict:
-    """Write, verify and record one export of ``model`` (the caller holds the run's lock)."""
-    target = export_target(fmt, run, out, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+def write_export(fmt: str | ExportSpec, run: RunDir, model: keras.Model, data: Datasets, *,
+                 out: str | None = None, force: bool = False, quantize: str | None = None) -> dict:
+    """Export a trained ``model`` of ``run`` (behind the run's preprocessing); the caller holds the run's lock.
+
+    ``fmt`` is a format name or an entry of the recipe's ``export`` list.
+    """
+    from cnnctl.inference import serving_model
+    from cnnctl.recipe import load_recipe
+
+    spec = _spec(fmt, quantize)
+    require_runtime(spec)
+    serving = serving_model(model, load_recipe(str(run / RECIPE)), run.read_json("data.json"))
+    return _export(spec, run, serving, data, out=out, force=force)
+
+
+def require_runtime(spec: str | ExportSpec) -> None:
+    """UserError when the packages ``spec``'s format needs are missing (onnx: the optional extra)."""
+    if (spec if isinstance(spec, str) else spec.format) == "onnx":
+        from cnnctl.export.onnx_file import require_onnx
+
+        require_onnx()
+
+
+def default_path(spec: ExportSpec, run: RunDir) -> Path:
+    """``RUN/export/savedmodel``, ``serving.keras``, ``model.tflite`` (``model_int8.tflite``...), ``model.onnx``."""
+    name = DEFAULT_PATHS[spec.format]
+    if spec.quantize:
+        name = name.replace(".tflite", f"_{spec.quantize}.tflite")
+    return run / "export" / name
+
+
+def export_target(fmt: str | ExportSpec, run: RunDir, out: str | None, force: bool, *,
+                  quantize: str | None = None) -> Path:
+    """Where the export goes; refuses an existing path unless ``force``, and never replaces a folder by a file."""
+    spec = _spec(fmt, quantize)
+    target = Path(out) if out else default_path(spec, run)
+    if spec.format == "keras" and target.suffix != ".keras":
+        raise UserError(f"{target}: a Keras export is a .keras file; give --out a name ending in .keras")
+    if not (target.exists() or target.is_symlink()):
+        return target
+    if not force:
+        raise UserError(f"{target} exists; use --force to replace it, or --out for another path")
+    folder = spec.format == "savedmodel"
+    if target.is_dir() != folder or (folder and not (target / "saved_model.pb").is_file()):
+        what = "a folder" if target.is_dir() else "a file"
+        kind = "a SavedModel folder" if folder else f"a {spec.format} file"
+        raise UserError(f"{target} is {what}, not {kind}; --force replaces only an earlier export: "
+                        "give --out another path")
+    return target
+
+
+def _spec(fmt: str | ExportSpec, quantize: str | None) -> ExportSpec:
+    from cnnctl.errors import did_you_mean
+    from cnnctl.recipe.export_spec import FORMATS
+
+    if isinstance(fmt, str) and fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}'{did_you_mean(fmt, FORMATS)}; "
+                        f"choose one of {', '.join(FORMATS)}")
     try:
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
-        check = verify_savedmodel(tmp, model, _check_inputs(data))
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
+        return export_spec(fmt, quantize)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets, *, out: str | None,
+            force: bool) -> dict:
+    target = export_target(spec, run, out, force)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder {target.parent}: {exc.strerror or exc}") from None
+    suffix = ".keras" if spec.format == "keras" else target.suffix  # Keras saves only to names ending .keras
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}{suffix}")
+    what = f"the {spec.label} export for {target}"
+    started = time.perf_counter()
+    serving = inference_graph(serving)
+    mixed = _mixed_policy(serving)
+    exported = float32_twin(serving) if mixed and spec.format in ("tflite", "onnx") else serving
+    try:
+        written = _write(spec, exported, tmp, data)
+        if exported is not serving:
+            written["computed_in"] = f"float32 (the {mixed} model's float32 twin)"
+        artifact = _load(spec, tmp)
+        check = compare(artifact, serving, data, _tolerance(spec, mixed), what)
+        _replace(tmp, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    record = {"path": str(target), "signature": SIGNATURE, **check}
+        _remove(tmp)
+    record = {"format": spec.format, "quantize": spec.quantize, "path": str(target),
+              "input": artifact.input, "input_shape": [None, *serving.inputs[0].shape[1:]], "input_dtype": "float32",
+              "outputs": artifact.outputs, "model_outputs": list(serving.layers[-1].output_names),
+              "signature": None, **artifact.details, **written,
+              "runtime": artifact.runtime, **check, "bytes": _size(target),
+              "seconds": round(time.perf_counter() - started, 2)}
     exports = run.read_json("metrics.json").get("exports", {}) if (run / "metrics.json").exists() else {}
-    exports[fmt] = record
+    exports[spec.label] = record
     run.update_json("metrics.json", exports=exports)
     return record
 
 
-def export_target(fmt: str, run: RunDir, out: str | None, force: bool) -> Path:
-    """Where ``fmt`` goes; refuses an existing path unless ``force``."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    target = Path(out) if out else run / "export" / fmt
-    if target.exists() and not force:
-        raise UserError(f"{target} exists; use --force to replace it, or --out for another path")
-    return target
+def inference_graph(serving: keras.Model) -> keras.Model:
+    """The serving model's chain (input, preprocessing, trained model) called with ``training=False`` in its graph.
+
+    Keras's exporters call a model without ``training``; an image preprocessing
+    layer such as CenterCrop then takes its own default (True) and the layers after
+    it run in training mode: Dropout drops, BatchNormalization uses batch statistics.
+    Baked into the graph, inference mode holds for every runtime, and for whoever
+    calls the exported .keras model without ``training=False``.
+    """
+    from cnnctl.inference import PREPROCESSING
+
+    steps = serving.layers[1:]  # [preprocessing,] trained model: the chain serving_model builds
+    if len(serving.inputs) != 1 or not 1 <= len(steps) <= 2 or (len(steps) == 2 and steps[0].name != PREPROCESSING):
+        raise ValueError(f"{serving.name} is not the chain cnnctl.inference.serving_model builds")
+    inputs = keras.Input(shape=tuple(serving.inputs[0].shape[1:]), dtype=serving.inputs[0].dtype,
+                         name=serving.inputs[0].name)
+    x = inputs
+    for layer in steps:
+        x = layer(x, training=False)
+    return keras.Model(inputs, x, name=serving.name)
 
 
-def verify_savedmodel(path: Path, model, x: np.ndarray) -> dict:
-    """Reload with ``tf.saved_model.load``; compare its signature with the Keras model."""
-    loaded = tf.saved_model.load(str(path))
-    if SIGNATURE not in loaded.signatures:
-        raise CnnctlError(f"the SavedModel at {path} has no '{SIGNATURE}' signature")
-    serve = loaded.signatures[SIGNATURE]
-    (input_name,) = serve.structured_input_signature[1].keys()
+def float32_twin(model: keras.Model) -> keras.Model:
+    """A mixed-precision model rebuilt with float32 layers and the same weights (variables are float32 already).
 
-    def run_signature(batch: np.ndarray) -> list[np.ndarray]:
-        outputs = serve(**{input_name: tf.constant(batch)})
-        return [outputs[name].numpy() for name in sorted(outputs, key=_output_index)]
+    TFLite has no built-in float16 convolution and Keras's ONNX exporter wants
+    float32 models: these formats carry the twin, which computes in float32 what
+    the mixed model computes in float16 or bfloat16.
+    """
+    def float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and str(node["config"].get("name", "")).startswith("mixed_"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {k: float32(v) for k, v in node.items()}
+        return [float32(v) for v in node] if isinstance(node, list) else node
 
-    expected = [np.asarray(y) for y in keras.tree.flatten(model(x, training=False))]
-    batch_diff = single_diff = 0.0
-    for got_batch, got_one, want in zip(run_signature(x), run_signature(x[:1]), expected, strict=True):
-        batch_diff = max(batch_diff, _max_diff(got_batch, want, "a batch", path))
-        single_diff = max(single_diff, _max_diff(got_one, want[:1], "a batch of one", path))
-    return {"input": input_name, "checked_examples": len(x),
-            "max_abs_diff": batch_diff, "max_abs_diff_batch_of_one": single_diff}
-
-
-def _output_index(name: str) -> int:
-    """``output_10`` sorts after ``output_9``."""
-    return int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 0
+    twin = keras.saving.deserialize_keras_object(float32(keras.saving.serialize_keras_object(model)),
+                                                 safe_mode=True)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
-def _max_diff(got: np.ndarray, expected: np.ndarray, what: str, path: Path) -> float:
-    if got.shape != expected.shape:
-        raise CnnctlError(f"the export at {path} gives shape {got.shape} on {what}, the Keras model {expected.shape}")
-    diff = float(np.max(np.abs(got - expected)))
-    if not np.allclose(got, expected, atol=ATOL, rtol=RTOL):
-        raise CnnctlError(
-            f"the export at {path} disagrees with the Keras model on {what}: max |difference| {diff:.3g} "
-            f"(tolerance {ATOL} + {RTOL} x |value|); nothing was written"
-        )
-    return diff
+def _mixed_policy(model: keras.Model) -> str | None:
+    """``mixed_float16`` or ``mixed_bfloat16`` if any layer (nested models too) computes in it."""
+    def layers(m):
+        for layer in m.layers:
+            yield layer
+            if isinstance(layer, keras.Model):
+                yield from layers(layer)
+
+    names = {layer.dtype_policy.name for layer in layers(model)}
+    return next((p for p in ("mixed_bfloat16", "mixed_float16") if p in names), None)
 
 
-def _check_inputs(data: Datasets) -> np.ndarray:
-    """Held-out examples to compare on: the test split, else validation, else train."""
-    for split in ("test", "validation", "train"):
-        if data.sizes[split]:
-            return data.sample(split, _CHECK_BATCH)[0]
-    raise UserError("the data set is empty: nothing to check the export on")
+def _write(spec: ExportSpec, serving: keras.Model, tmp: Path, data: Datasets) -> dict:
+    """Write the artifact at ``tmp``; return what the record should say about how."""
+    if spec.format == "savedmodel":
+        from cnnctl.export.savedmodel import write_savedmodel
+
+        write_savedmodel(serving, tmp)
+        return {}
+    if spec.format == "keras":
+        from cnnctl.export.keras_file import write_keras
+
+        write_keras(serving, tmp)
+        return {}
+    if spec.format == "tflite":
+        from cnnctl.export.tflite import REPRESENTATIVE_EXAMPLES, write_tflite
+
+        calibration = representative(data, REPRESENTATIVE_EXAMPLES) if spec.quantize == "int8" else None
+        written = write_tflite(serving, tmp, spec.quantize, calibration)
+        if calibration is not None:
+            written["calibration_examples"] = len(calibration)
+        return written
+    from cnnctl.export.onnx_file import write_onnx
+
+    return write_onnx(serving, tmp, representative(data, 1))
+
+
+def _load(spec: ExportSpec, path: Path):
+    if spec.format == "savedmodel":
+        from cnnctl.export.savedmodel import load_savedmodel
+
+        return load_savedmodel(path)
+    if spec.format == "keras":
+        from cnnctl.export.keras_file import load_keras
+
+        return load_keras(path)
+    if spec.format == "tflite":
+        from cnnctl.export.tflite import load_tflite
+
+        return load_tflite(path)
+    from cnnctl.export.onnx_file import load_onnx
+
+    return load_onnx(path)
+
+
+def _tolerance(spec: ExportSpec, mixed: str | None) -> Tolerance:
+    if spec.quantize:
+        return TOLERANCES[spec.quantize]
+    return TOLERANCES[mixed or "float"]
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Move the checked artifact to its final name; an export it replaces is removed only after."""
+    if not target.is_dir():
+        os.replace(tmp, target)  # atomic, over a file or nothing
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

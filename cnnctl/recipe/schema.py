@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from cnnctl.recipe.data_spec import DataSpec, SplitSpec
+from cnnctl.recipe.export_spec import FORMATS, ExportSpec, distinct_exports
 from cnnctl.recipe.fields import KerasObject, LayerSpec, PositiveInt, Section
 from cnnctl.recipe.train_spec import LogSpec, TrainSpec, per_output
 from cnnctl.recipe.yaml_loader import Located
@@ -22,7 +23,7 @@ from cnnctl.recipe.yaml_loader import Located
 __all__ = ["BlockSpec", "DataSpec", "InputSpec", "KerasObject", "LogSpec", "ModelSpec", "PositiveInt", "Recipe",
            "SplitSpec", "TrainSpec", "per_output"]
 
-EXPORT_FORMATS = ("savedmodel",)
+EXPORT_FORMATS = FORMATS  # savedmodel, keras, tflite, onnx
 
 
 
@@ -123,8 +124,8 @@ class Recipe(Section):
     """How it is trained (see train)."""
     log: LogSpec = LogSpec()
     """What is logged (see log)."""
-    export: list[Literal["savedmodel"]] = []
-    """Formats written to export/<format> after training, each reloaded and checked against Keras."""
+    export: Annotated[list[ExportSpec], AfterValidator(distinct_exports)] = []
+    """Formats written to RUN/export/ after training: savedmodel, keras, tflite, onnx, or {tflite: {quantize: dynamic, float16 or int8}}; each is reloaded by its own runtime and checked against Keras (see docs/export.md)."""  # noqa: E501
 
     _located: Located | None = PrivateAttr(default=None)
     _graph: Any = PrivateAttr(default=None)

@@ -1,0 +1,83 @@
+"""The serving model as a TFLite (LiteRT) flatbuffer, float or quantized, run by the TFLite interpreter.
+
+Converted from the serving model's SavedModel with ``tf.lite.TFLiteConverter``;
+its signature ``serving_default`` keeps the names: input ``inputs``, outputs
+``output_0``, ... Input and outputs stay float32 whatever the quantization:
+
+- ``dynamic``: weights stored as int8, activations computed in float;
+- ``float16``: weights stored as float16;
+- ``int8``: weights and activations int8, their ranges calibrated on training
+  examples as stored; an op without an int8 kernel stays float.
+
+Only TFLite's built-in ops are used: a model that would need TensorFlow ops
+(Flex) fails to convert, since neither LiteRT nor TensorFlow's own interpreter
+runs them without a custom build.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnctl.errors import CnnctlError, first_line
+from cnnctl.export.check import Artifact
+
+SIGNATURE = "serving_default"
+REPRESENTATIVE_EXAMPLES = 200  # training examples int8 quantization calibrates on
+
+
+def write_tflite(serving: keras.Model, path: Path, quantize: str | None, calibration: np.ndarray | None) -> dict:
+    """Convert ``serving`` (quantized as asked; int8 calibrated on ``calibration``) and write it to ``path``."""
+    with tempfile.TemporaryDirectory(prefix="cnnctl-tflite-") as saved:
+        serving.export(saved, format="tf_saved_model", verbose=False)
+        try:
+            content = _convert(saved, quantize, calibration)
+        except Exception as exc:  # the converter's ConverterError: an op TFLite has no built-in kernel for
+            raise CnnctlError(f"TFLite cannot convert this model: {first_line(exc)}") from None
+    path.write_bytes(content)
+    return {}
+
+
+def _convert(saved: str, quantize: str | None, calibration: np.ndarray | None) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+    return converter.convert()
+
+
+def load_tflite(path: Path) -> Artifact:
+    """The flatbuffer at ``path`` in the TFLite interpreter (LiteRT's, if ai_edge_litert is installed)."""
+    interpreter, runtime = _interpreter(path)
+    runner = interpreter.get_signature_runner(SIGNATURE)
+    details = interpreter.get_signature_list()[SIGNATURE]
+    (input_name,) = details["inputs"]
+    outputs = sorted(details["outputs"], key=lambda name: int(name.rsplit("_", 1)[-1]))
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        result = runner(**{input_name: x})
+        return [result[name] for name in outputs]
+
+    return Artifact(input_name, outputs, predict, runtime, {"signature": SIGNATURE})
+
+
+def _interpreter(path: Path):
+    try:
+        from ai_edge_litert import __version__ as version
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter(model_path=str(path)), f"ai_edge_litert {version}"
+    except ImportError:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "tf.lite.Interpreter is deprecated": still TF's own runtime in 2.21
+        return tf.lite.Interpreter(model_path=str(path)), f"tf.lite.Interpreter (tensorflow {tf.__version__})"
