@@ -12,6 +12,7 @@ class was never predicted or never present, and no warning).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,7 +80,9 @@ def summary(cm: np.ndarray) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=32)
 def _font(size: int):
+    """Pillow's built-in font at ``size`` pixels (loaded once per size)."""
     from PIL import ImageFont
 
     try:
