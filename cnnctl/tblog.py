@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 import time
 import types
 from typing import Any
@@ -35,6 +36,7 @@ import keras
 import numpy as np
 
 from cnnctl.data import Datasets
+from cnnctl.errors import first_line
 from cnnctl.recipe import Recipe
 from cnnctl.recipe.graph import split_spec
 from cnnctl.rundir import RunDir
@@ -97,7 +99,11 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
         if not specs:
             return
         forward = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False))
-        graph = forward.get_concrete_function(*specs).graph
+        try:
+            graph = forward.get_concrete_function(*specs).graph
+        except Exception as exc:  # a model TensorFlow cannot trace must not end the run at its first epoch
+            print(f"warning: TensorBoard: the model's op graph was not written ({first_line(exc)})", file=sys.stderr)
+            return
         with self._train_writer.as_default():
             tf.summary.graph(graph)
 
@@ -127,7 +133,7 @@ class EpochImages(keras.callbacks.Callback):
     """Input images, conv filters, the confusion matrix (each epoch) and the hparams (once) in ``logdir``.
 
     Each part is skipped where it cannot apply: input images when the inputs are
-    not images (rank 3 with 1, 3 or 4 channels, or rank 2), conv filters when the
+    not images (rank 3 with 1, 3 or 4 channels, or rank 2 with both sides 8 or more), conv filters when the
     model has no Conv2D, DepthwiseConv2D, SeparableConv2D or Conv1D layer, the
     confusion matrix when there is no validation split, when the model has several
     outputs, or when its output is not one vector of ``num_classes`` scores.
@@ -218,7 +224,8 @@ def _input_sample(recipe: Recipe, data: Datasets, count: int):
     augments and normalizes them as training does, with its own seeded copy of the augmentation layers (so
     drawing the grid never takes random draws from the training pipeline). None when inputs are not images."""
     shape = tuple(data.element_shape)
-    if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3, 4))) or "train" not in data.raw:
+    grey = len(shape) == 2 and None not in shape and min(shape) >= 8  # (h, w) without a channel axis, not (t, c)
+    if not (grey or (len(shape) == 3 and shape[-1] in (1, 3, 4))) or "train" not in data.raw:
         return None
     from cnnctl.data import preprocess
 
