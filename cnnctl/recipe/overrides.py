@@ -3,6 +3,8 @@
 The value is read as YAML (``--set train.epochs=3`` gives the integer 3, ``1e-3``
 a float). A key that does not exist is created here and then judged by the
 schema, which rejects unknown keys with a did-you-mean, located at the ``--set``.
+A key set inside a switch (``--set log.tensorboard.histogram_freq=0`` where the
+recipe says ``tensorboard: true``) turns it into ``{enabled: true, ...}``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def _step(node, part, next_part, here: tuple, where: str):
         return node[part]
     if not isinstance(node, dict):
         raise RecipeError(Problem(where, format_path(here), f"cannot set a key inside {type(node).__name__} {node!r}"))
+    if isinstance(node.get(part), bool) and not isinstance(next_part, int):
+        node[part] = {"enabled": node[part]}  # a switch (log.tensorboard: true) opened up into its options
     if node.get(part) is None:
         node[part] = [] if isinstance(next_part, int) else {}
     return node[part]

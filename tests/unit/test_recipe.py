@@ -97,6 +97,15 @@ def test_set_overrides_typed_values_and_list_items():
     assert recipe.train.optimizer == {"SGD": {"learning_rate": 0.01}}
 
 
+@pytest.mark.parametrize("switch", ["true", "false"])
+def test_set_a_key_inside_a_switch_opens_it_into_options(switch):
+    recipe = load_recipe_text(MINIMAL + f"log: {{tensorboard: {switch}}}\n", "r.yaml",
+                              ["log.tensorboard.histogram_freq=0"])
+    assert recipe.log.tensorboard.histogram_freq == 0
+    assert recipe.log.tensorboard.enabled is (switch == "true")
+    assert recipe.log.tensorboard.input_images == 16  # the other options keep their defaults
+
+
 def test_set_unknown_key_is_located_at_the_flag():
     (p,) = problems(MINIMAL, ["train.epoch=3"])
     assert p.where == "--set train.epoch=3" and "did you mean 'epochs'" in p.message
