@@ -240,6 +240,7 @@ def export(fmt: str, run: str, out: str | None, force: bool, runs_dir: str) -> N
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
 def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
     """Serve TensorBoard on RUNS_DIR (every run's logs) until Ctrl-C; print its address."""
+    import_tensorflow()  # TensorBoard imports it; here its start-up notices are filtered out
     from cnnctl.tbserver import start
 
     url, stop = start(runs_dir, port=port, host=host)

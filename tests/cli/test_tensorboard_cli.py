@@ -151,3 +151,32 @@ def test_a_missing_runs_folder_is_a_user_error(tmp_path):
     result = run_cli("tensorboard", str(tmp_path / "nowhere"), timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "nowhere does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_with_tensorboard_serves_the_runs_while_it_trains(tmp_path):
+    """`cnnctl train --tensorboard` prints the address on stderr and serves the runs folder until it ends."""
+    recipe = tmp_path / "served.yaml"
+    recipe.write_text(RECIPE.replace("epochs: 2", "epochs: 40"))
+    runs_dir = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "cnnctl", "train", str(recipe), "--runs-dir", str(runs_dir),
+                                "--tensorboard"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    try:
+        url = None
+        while url is None:
+            line = lines.get(timeout=90)
+            if line.startswith("TensorBoard at "):
+                url = line.split()[2]
+        served = []
+        while process.poll() is None and not any(r.endswith("/logs/train") for r in served):
+            served = get_json(url + "data/runs")  # the run appears while it trains
+            time.sleep(0.5)
+        assert any(r.startswith("served/") and r.endswith("/logs/train") for r in served), served
+        stdout, _ = process.communicate(timeout=180)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert stdout.splitlines()[-1].startswith("run: ")
+    with pytest.raises(OSError):  # the server ended with the training
+        get(url + "data/runs")
