@@ -151,7 +151,7 @@ def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets,
         _remove(tmp)
     record = {"format": spec.format, "quantize": spec.quantize, "path": str(target),
               "input": artifact.input, "input_shape": [None, *serving.inputs[0].shape[1:]], "input_dtype": "float32",
-              "outputs": artifact.outputs, "model_outputs": list(serving.layers[-1].output_names),
+              "outputs": artifact.outputs, "model_outputs": _output_layers(serving.layers[-1]),
               "signature": None, **artifact.details, **written,
               "runtime": artifact.runtime, **check, "bytes": _size(target),
               "seconds": round(time.perf_counter() - started, 2)}
@@ -256,6 +256,12 @@ def _load(spec: ExportSpec, path: Path):
     from cnnctl.export.onnx_file import load_onnx
 
     return load_onnx(path)
+
+
+def _output_layers(model: keras.Model) -> list[str]:
+    """The layers the trained model's outputs come from, in order: what ``output_0``, ... are."""
+    names = getattr(model, "output_names", None)  # a functional model's; a Sequential ends at its last layer
+    return list(names) if names else [model.layers[-1].name]
 
 
 def _tolerance(spec: ExportSpec, mixed: str | None) -> Tolerance:
