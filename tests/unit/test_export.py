@@ -117,6 +117,20 @@ def test_a_wrong_export_entry_is_located(entry, where, message):
     assert str(caught.value).startswith(f"{where}: ") and message in str(caught.value)
 
 
+@pytest.mark.parametrize(("fmt", "quantize", "message"), [
+    ("pb", None, "unknown export format 'pb'; choose one of savedmodel, keras, tflite, onnx"),
+    ("tflit", None, "unknown export format 'tflit' (did you mean 'tflite'?)"),
+    ("savedmodel", "int8", "only tflite exports are quantized, not savedmodel"),
+    ("tflite", "int4", "quantize is one of dynamic, float16, int8, got 'int4'"),
+])
+def test_a_wrong_format_or_quantization_is_refused_before_anything_is_read(tmp_path, fmt, quantize, message):
+    from cnnctl.rundir import RunDir
+
+    with pytest.raises(UserError) as caught:
+        export_run(fmt, RunDir(tmp_path), quantize=quantize)
+    assert str(caught.value).startswith(message) and list(tmp_path.iterdir()) == []
+
+
 # -- round trips through each runtime ------------------------------------------------------------------------------
 
 @pytest.mark.slow
