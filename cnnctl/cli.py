@@ -218,20 +218,26 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
 @main.command()
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
 @click.argument("run")
-@click.option("--out", default=None, help="Where to write (default: RUN/export/FORMAT).")
-@click.option("--force", is_flag=True, help="Replace an existing export at the target path.")
+@click.option("--out", default=None, help="Where to write (default: RUN/export/ savedmodel, serving.keras, "
+              "model.tflite, model_<quantize>.tflite or model.onnx).")
+@click.option("--force", is_flag=True, help="Replace an earlier export at the target path.")
+@click.option("--quantize", type=click.Choice(["dynamic", "float16", "int8"]), default=None,
+              help="tflite only: quantize weights (dynamic, float16) or weights and activations (int8, calibrated "
+                   "on training examples).")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
-def export(fmt: str, run: str, out: str | None, force: bool, runs_dir: str) -> None:
-    """Export RUN's model as FORMAT, then check it against the Keras model."""
+def export(fmt: str, run: str, out: str | None, force: bool, quantize: str | None, runs_dir: str) -> None:  # noqa: PLR0917
+    """Export RUN's model with its preprocessing as FORMAT, reload it with its own runtime and compare it with
+    Keras on held-out data; record the result in RUN/metrics.json."""
     from cnnctl.rundir import resolve_run
 
     run_dir = resolve_run(run, runs_dir)
     import_tensorflow()
     from cnnctl.export import export_run
+    from cnnctl.summary import format_export
 
-    record = export_run(fmt, run_dir, out=out, force=force)
-    click.echo(f"{fmt}: {record['path']} (signature '{record['signature']}', input '{record['input']}'; "
-               f"matches Keras on {record['checked_examples']} examples, max |diff| {record['max_abs_diff']:.2g})")
+    record = export_run(fmt, run_dir, out=out, force=force, quantize=quantize)
+    for line in format_export(record):
+        click.echo(line)
 
 
 @main.command()

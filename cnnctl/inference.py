@@ -8,7 +8,7 @@ loading an export give the values as stored (pixels 0-255, decoded and resized t
 ``data.image_size``) and get what ``cnnctl eval`` measured::
 
     inputs  float32 [batch, *stored shape]   e.g. [batch, 64, 64, 3], pixel values 0-255
-      -> preprocessing (Sequential: CenterCrop, Rescaling or Normalization; absent if nothing to do)
+      -> preprocessing (Sequential: CenterCrop, Rescaling; absent if nothing to do)
       -> the trained model
     outputs one tensor per model output
 """
@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data.preprocess import augmentation_layers, keras_normalization
+from cnnctl.data.preprocess import augmentation_layers
 from cnnctl.errors import UserError
 from cnnctl.model.saved import load_keras_model
 from cnnctl.recipe import Recipe, load_recipe
@@ -70,8 +70,22 @@ def preprocessing_layers(recipe: Recipe, record: dict) -> list[keras.layers.Laye
     if norm["normalize"] == "rescale":
         layers.append(keras.layers.Rescaling(norm["rescale"]))
     elif norm["normalize"] == "standardize":
-        layers.append(keras_normalization(norm))
+        layers.append(standardize_layer(norm))
     return layers
+
+
+def standardize_layer(record: dict) -> keras.layers.Rescaling:
+    """The stored standardization, ``(x - mean) / sqrt(variance)`` per channel, as one ``Rescaling``.
+
+    Keras's ``Normalization`` holds its statistics as captured tensors, which the
+    ONNX converter turns into extra graph inputs; a ``Rescaling`` with per-channel
+    ``scale`` and ``offset`` arrays becomes constants in every format. The results
+    agree with the training pipeline's ``Normalization`` to float32 rounding.
+    """
+    mean = np.asarray(record["mean"], "float64")
+    std = np.maximum(np.sqrt(np.asarray(record["variance"], "float64")), keras.backend.epsilon())
+    return keras.layers.Rescaling(scale=(1.0 / std).astype("float32"), offset=(-mean / std).astype("float32"),
+                                  name="standardize")
 
 
 def serving_model(model: keras.Model, recipe: Recipe, record: dict) -> keras.Model:
@@ -80,8 +94,10 @@ def serving_model(model: keras.Model, recipe: Recipe, record: dict) -> keras.Mod
         raise UserError(f"model '{model.name}' has {len(model.inputs)} inputs; cnnctl serves models of one input")
     inputs = keras.Input(shape=tuple(record["stored"]["shape"]), dtype="float32", name=INPUT_NAME)
     layers = preprocessing_layers(recipe, record)
-    x = keras.Sequential(layers, name=PREPROCESSING)(inputs) if layers else inputs
-    return keras.Model(inputs, model(x), name=f"{model.name}_serving")
+    # training=False throughout: CenterCrop defaults to training=True, which would put the model after it
+    # (Dropout, BatchNormalization) in training mode whenever the serving model is called without the flag.
+    x = keras.Sequential(layers, name=PREPROCESSING)(inputs, training=False) if layers else inputs
+    return keras.Model(inputs, model(x, training=False), name=f"{model.name}_serving")
 
 
 def load_run_model(run: RunDir, model_file: str = "model.keras") -> RunModel:
@@ -111,7 +127,7 @@ def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "mo
         raise UserError(f"{target} is neither a run directory nor a .keras model; give a run directory "
                         "(runs/NAME/STAMP), `latest`, or a .keras file")
     run = _run_of(path)
-    if run is not None and path.name in ("model.keras", "best.keras"):
+    if run is not None and path.name in ("model.keras", "best.keras") and path.resolve().parent == run.path.resolve():
         return load_run_model(run, path.name)
     model = load_keras_model(path)
     if run is not None and model.name.endswith("_serving"):  # an export of that run (export/keras)

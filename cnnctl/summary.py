@@ -14,7 +14,7 @@ run: runs/digits_cnn/20250101-120000
 ```
 
 The first line is the table's header and the last is ``run: <directory>``, so a
-script can find both.
+script can find both. ``format_export`` is what ``cnnctl export`` prints for one export.
 """
 
 from __future__ import annotations
@@ -53,7 +53,29 @@ def format_summary(metrics: dict[str, Any], run: str) -> str:
         compute.append(f"{training['steps_per_execution']} steps per execution")
     if compute:
         lines.append("compute: " + ", ".join(compute))
-    for fmt, record in metrics.get("exports", {}).items():
-        lines.append(f"export {fmt}: {record['path']} (max |diff| vs Keras {record['max_abs_diff']:.2g})")
+    for label, record in metrics.get("exports", {}).items():
+        lines.append(f"export {label}: {record['path']} (vs Keras: {_checked(record)})")
     lines.append(f"run: {run}")
     return "\n".join(lines)
+
+
+def _checked(record: dict[str, Any]) -> str:
+    text = f"max |diff| {record['max_abs_diff']:.2g}"
+    if record.get("agreement") is not None:
+        text += f", same class {record['agreement']:.1%}"
+    if record.get("accuracy") is not None and record.get("keras_accuracy") is not None:
+        text += f", accuracy {record['accuracy']:.4f} (Keras {record['keras_accuracy']:.4f})"
+    return text
+
+
+def format_export(record: dict[str, Any]) -> list[str]:
+    """What ``cnnctl export`` prints: the artifact, its input and outputs, and how it compared with Keras."""
+    label = record["format"] + (f" ({record['quantize']})" if record.get("quantize") else "")
+    signature = f", signature '{record['signature']}'" if record.get("signature") else ""
+    return [
+        f"{label}: {record['path']}",
+        f"  input '{record['input']}' {record['input_dtype']} {record['input_shape']}; "
+        f"outputs {', '.join(record['outputs'])}{signature}",
+        f"  checked against Keras with {record['runtime']} on {record['checked_examples']} {record['split']} "
+        f"examples: {_checked(record)}",
+    ]

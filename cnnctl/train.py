@@ -245,10 +245,23 @@ def check_training(model: keras.Model, recipe: Recipe) -> None:
     build_callbacks(recipe, _PLACEHOLDER_RUN, logged=logged_names(model, recipe, has_validation),
                     has_validation=has_validation, schedule=_has_schedule(recipe))
     class_weights(model, recipe)
+    check_exports(recipe)
+
+
+def check_exports(recipe: Recipe) -> None:
+    """Each format in ``export:`` can be written here (onnx needs its extra): found now, not after training."""
+    from cnnctl.export import require_runtime
+
+    for i, spec in enumerate(recipe.export):
+        try:
+            require_runtime(spec)
+        except UserError as exc:
+            raise RecipeError(recipe.problem(("export", i), str(exc))) from None
 
 
 def prepare(recipe: Recipe) -> Prepared:
     """Data and a compiled model, after every check that can reject the recipe: no run exists yet."""
+    check_exports(recipe)
     data = build_datasets(recipe)
     built = build(recipe)
     model = built.model

@@ -48,6 +48,9 @@ def write_onnx(serving: keras.Model, path: Path, example: np.ndarray) -> dict:
     finally:
         tf2onnx_log.setLevel(level)
     graph = onnx.load(str(path))
+    constants = {init.name for init in graph.graph.initializer}
+    for value in [v for v in graph.graph.input if v.name in constants]:  # e.g. Normalization's mean and variance:
+        graph.graph.input.remove(value)  # constants, not inputs a caller must (or may) feed
     _rename_outputs(graph.graph, [f"output_{i}" for i in range(len(graph.graph.output))])
     for value in [*graph.graph.input, *graph.graph.output]:
         dims = value.type.tensor_type.shape.dim

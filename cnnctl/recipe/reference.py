@@ -43,6 +43,7 @@ TYPES = {
     "reshape": "shape", "DataSpec.x": "name, or list of names", "DataSpec.shape": "shape",
     "FeatureSpec.shape": "shape (`[]`: a scalar)",
     "callbacks": "list of Keras names or `{Class: {args}}`",
+    "export": "list of format names or `{tflite: {quantize: ...}}`",
     "LogSpec.tensorboard": "true, false, or mapping (below)", "profile_batch": "0, N, or [first, last]",
     "class_weight": "`balanced`, or mapping of classes to numbers",
     "jit_compile": "`auto` \\| `true` \\| `false`",

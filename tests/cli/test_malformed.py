@@ -85,8 +85,8 @@ CHECK: dict[str, Case] = {
         chain("Flatten", HEAD, after="train:\n  mode: maximum  # <-\n"),
         9, "train.mode", "got 'maximum' (did you mean 'max'?)"),
     "export_unknown_format": Case(
-        chain("Flatten", HEAD, after="export: [onnx]  # <-\n"),
-        10, "export[0]", "Input should be 'savedmodel', got 'onnx'"),
+        chain("Flatten", HEAD, after="export: [onnxx]  # <-\n"),
+        10, "export[0]", "unknown export format 'onnxx' (did you mean 'onnx'?)"),
     "input_as_string": Case(
         "name: t\nmodel:\n  input: 8x8x1  # <-\n  layers: [Flatten]\n",
         10, "model.input", "Input should be a valid list, got '8x8x1'"),

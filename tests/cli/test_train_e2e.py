@@ -104,7 +104,7 @@ def test_saved_model_cli_reads_the_export(trained):
                              "--tag_set", "serve", "--signature_def", "serving_default"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "inputs['image']" in result.stdout and "(-1, 8, 8, 1)" in result.stdout
+    assert "inputs['inputs']" in result.stdout and "(-1, 8, 8, 1)" in result.stdout
     assert "(-1, 10)" in result.stdout
 
 
@@ -118,14 +118,14 @@ def test_export_matches_keras_on_single_examples(trained):
     _, run, _ = trained
     model = keras.saving.load_model(run / "model.keras")
     serve = tf.saved_model.load(str(run / "export" / "savedmodel")).signatures["serving_default"]
-    x = build_datasets(load_recipe(str(run / "recipe.yaml"))).sample("test", 5)[0]
-    batch = serve(image=tf.constant(x))["output_0"].numpy()
+    x = build_datasets(load_recipe(str(run / "recipe.yaml"))).sample("test", 5, raw=True)[0]  # digits: as stored
+    batch = serve(inputs=tf.constant(x))["output_0"].numpy()
     for i in range(5):
-        alone = serve(image=tf.constant(x[i:i + 1]))["output_0"].numpy()
+        alone = serve(inputs=tf.constant(x[i:i + 1]))["output_0"].numpy()
         np.testing.assert_allclose(alone[0], batch[i], atol=1e-6)
     np.testing.assert_allclose(batch, model(x, training=False), atol=1e-5)
     recorded = json.loads((run / "metrics.json").read_text())["exports"]["savedmodel"]
-    assert recorded["max_abs_diff"] <= 1e-5 and recorded["checked_examples"] == 64
+    assert recorded["max_abs_diff"] <= 1e-5 and recorded["checked_examples"] == 360  # the whole test split
 
 
 def test_export_refuses_to_overwrite_then_writes_elsewhere(trained, tmp_path):
@@ -136,4 +136,4 @@ def test_export_refuses_to_overwrite_then_writes_elsewhere(trained, tmp_path):
     result = run_cli("export", "savedmodel", str(run), "--out", str(out), cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert (out / "saved_model.pb").is_file()
-    assert str(out) in result.stdout and "matches Keras" in result.stdout
+    assert str(out) in result.stdout and "checked against Keras" in result.stdout

@@ -242,6 +242,14 @@ def test_onnx_without_the_extra_says_what_to_install(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "pip install 'cnnctl[onnx]'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "export").exists()
+    # A recipe that asks for onnx after training is refused by check (and train) before anything runs.
+    (tmp_path / "onnx.yaml").write_text(BASE.replace("layers: [Flatten]", "layers: [Flatten, {Dense: {units: 10}}]")
+                                        + "export: [savedmodel, onnx]\n")
+    result = subprocess.run([sys.executable, "-c", code, "check", str(tmp_path / "onnx.yaml")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"{tmp_path / 'onnx.yaml'}:3:22: export[1]: " in result.stderr and "export[1]: " in result.stderr
+    assert "pip install 'cnnctl[onnx]'" in result.stderr and "Traceback" not in result.stderr
 
 
 # -- overwriting, atomicity --------------------------------------------------------------------------------------------
@@ -292,13 +300,15 @@ def test_an_export_that_disagrees_with_keras_fails_and_leaves_nothing(tmp_path):
 # -- models that are not plain float32 chains -------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_image_folder_export_crops_and_rescales_inside_and_runs_in_inference_mode(tmp_path):
-    # RandomCrop becomes a centre crop, pixels are rescaled, and the Dropout after them must stay off in every
-    # runtime (Keras's exporters call a model without training=False).
+@pytest.mark.parametrize("normalize", ["rescale", "standardize"])
+def test_image_folder_export_crops_and_normalizes_inside_and_runs_in_inference_mode(tmp_path, normalize):
+    # RandomCrop becomes a centre crop, pixels are rescaled or standardized with the training statistics (which
+    # must be constants of the graph, not extra inputs, in ONNX too), and the Dropout after them must stay off in
+    # every runtime (Keras's exporters call a model without training=False).
     images = write_image_dir(tmp_path / "images", count=300, classes=3, size=20, mode="RGB")
-    recipe = CNN.format(name="folder", epochs=3, lr="3.0e-3", extra="export: [savedmodel, tflite]").replace(
+    recipe = CNN.format(name="folder", epochs=3, lr="3.0e-3", extra="export: [savedmodel, tflite, onnx]").replace(
         "data: {batch_size: 64}", f"data: {{source: image_dir, path: {images}, image_size: [20, 20], color_mode: rgb,"
-        " batch_size: 32, augment: [{RandomCrop: {height: 16, width: 16}}]}").replace(
+        f" batch_size: 32, normalize: {normalize}, augment: [{{RandomCrop: {{height: 16, width: 16}}}}]}}").replace(
         "input: [8, 8, 1]", "input: [16, 16, 3]").replace("units: 10", "units: 3")
     run = make_run(tmp_path / "runs", "folder", model=recipe)
     data = run_datasets(run, load_recipe(str(run / "recipe.yaml")))
@@ -311,6 +321,11 @@ def test_image_folder_export_crops_and_rescales_inside_and_runs_in_inference_mod
     _, runner = tflite_runner(run / "export" / "model.tflite")
     np.testing.assert_allclose(runner(inputs=raw.astype("float32"))["output_0"], expected, atol=1e-5)
     assert exports(run)["tflite"]["input_shape"] == [None, 20, 20, 3]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(run / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["inputs"]
+    np.testing.assert_allclose(session.run(["output_0"], {"inputs": raw.astype("float32")})[0], expected, atol=1e-5)
 
 
 @pytest.mark.slow
