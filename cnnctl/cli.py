@@ -203,16 +203,19 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
     """Predict the classes of image files, folders of images, or .npy arrays with RUN's model (or a .keras
     MODEL), decoding and preprocessing them exactly as training did."""
     import_tensorflow()
-    from cnnctl.predict import format_predictions
+    from cnnctl.inference import load_model_or_run
+    from cnnctl.predict import collect_inputs, format_prediction, predictions
     from cnnctl.predict import predict as predict_files
 
-    result = predict_files(target, list(inputs), top_k=top_k, runs_dir=runs_dir,
-                           model_file="best.keras" if best else "model.keras")
+    model_file = "best.keras" if best else "model.keras"
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(predict_files(target, list(inputs), top_k=top_k, runs_dir=runs_dir,
+                                            model_file=model_file), indent=2))
         return
-    for line in format_predictions(result):
-        click.echo(line)
+    loaded = load_model_or_run(target, runs_dir, model_file)
+    for item in predictions(loaded, collect_inputs(list(inputs)), top_k=top_k):  # printed batch by batch
+        for line in format_prediction(item):
+            click.echo(line)
 
 
 @main.command()

@@ -9,6 +9,7 @@ folder holding only some of the classes is fine.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,22 +18,23 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from cnnctl.data import Datasets, build_datasets
-from cnnctl.data.files import IMAGE_EXTENSIONS, SPLIT_FOLDERS
-from cnnctl.errors import UserError
-from cnnctl.inference import RunModel, load_model_or_run, preprocessing_layers
+from cnnctl.data import build_datasets
+from cnnctl.data.files import COLOR_MODES, IMAGE_EXTENSIONS, SPLIT_FOLDERS
+from cnnctl.errors import RecipeError, UserError
+from cnnctl.inference import (
+    RunModel,
+    class_scores,
+    load_model_or_run,
+    output_names,
+    outputs_are_logits,
+    preprocessing_layers,
+)
 from cnnctl.recipe import load_recipe, load_recipe_text
 from cnnctl.recipe.load import dump_recipe
 from cnnctl.rundir import RunDir
-from cnnctl.train import compile_model, for_outputs
+from cnnctl.train import compile_model
 
 _MAX_PRINTED_CLASSES = 20
-
-
-def run_datasets(run: RunDir, recipe) -> Datasets:
-    """The run's data, normalized with the statistics stored at training time (data.json), if any."""
-    stored = run.read_json("data.json") if (run / "data.json").exists() else {}
-    return build_datasets(recipe, normalization=stored.get("normalization"))
 
 
 @dataclass
@@ -43,12 +45,15 @@ class EvalData:
     examples: int
     description: str
     name: str  # the folder of eval/ the results go to
+    scale_pixels: bool = False  # 8-bit pixels for a model whose data was stored on another scale (digits: 0-1)
 
 
 def evaluate(target: str, split: str = "test", data: str | None = None, *, runs_dir: str = "runs",
              model_file: str = "model.keras", write: bool = True) -> dict:
     """Evaluate ``target`` (run, ``latest`` or .keras file) on ``split`` of its data, or on ``data``.
 
+    One pass over the examples gives the predictions; the loss and the recipe's
+    metrics are computed from them with the model's compiled loss and metrics.
     Writes ``RUN/eval/<name>/confusion_matrix*.png`` and ``report.json`` and a
     TensorBoard image under ``RUN/logs/eval`` when ``target`` belongs to a run.
     """
@@ -57,35 +62,65 @@ def evaluate(target: str, split: str = "test", data: str | None = None, *, runs_
     if chosen.examples == 0:
         raise UserError(f"{chosen.description} is empty: nothing to evaluate")
     model = loaded.model
-    in_model = loaded.recipe is None or loaded.model is loaded.serving  # an export takes examples as stored
-    pre = [] if in_model else preprocessing_layers(loaded.recipe, loaded.record)
+    pre = [] if loaded.model is loaded.serving else preprocessing_layers(loaded.recipe, loaded.record)
+    low, high = loaded.record["stored"].get("value_range", (0.0, 255.0))
 
     def prepare(x, y):
         x = tf.cast(x, tf.float32)
+        if chosen.scale_pixels:
+            x = low + x * ((high - low) / 255.0)
         for layer in pre:
             x = layer(x, training=False)
         return x, y
 
     batches = chosen.batches.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    outputs = len(model.outputs)
-    if loaded.recipe is not None:
-        compile_model(model, loaded.recipe)
-    else:
-        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    metrics = model.evaluate(for_outputs(batches, outputs), return_dict=True, verbose=0)
-    y_true = np.concatenate([y.numpy() for _, y in chosen.batches])
-    predicted = keras.tree.flatten(model.predict(batches, verbose=0))
-    names = loaded.class_names or [str(i) for i in range(_classes(model))]
+    y_true, predicted = _predict_all(model, batches)
+    names = loaded.class_names
+    outputs = []
+    for out_name, values, logits in zip(output_names(model), predicted, outputs_are_logits(loaded), strict=True):
+        scores = class_scores(values, logits)
+        if scores is not None:
+            outputs.append(_classification(out_name, scores, y_true, names))
     result = {
         "model": loaded.source, "data": chosen.description, "split": split, "examples": chosen.examples,
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        "outputs": [_classification(out_name, probs, y_true, names)
-                    for out_name, probs in zip(_output_names(model), predicted, strict=True) if _is_classes(probs)],
+        "metrics": _metrics(loaded, y_true, predicted), "outputs": outputs,
     }
-    run = loaded.run
-    if write and run is not None:
-        _write(run, chosen.name, result, names, loaded)
+    if write and loaded.run is not None:
+        _write(loaded.run, chosen.name, result, loaded)
     return result
+
+
+def _predict_all(model: keras.Model, batches: tf.data.Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The labels and every output's predictions, in one pass over the batches."""
+    labels, outputs = [], []
+    for x, y in batches:
+        labels.append(y.numpy())
+        outputs.append([np.asarray(o) for o in keras.tree.flatten(model.predict_on_batch(x))])
+    return np.concatenate(labels), [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
+
+
+def _metrics(loaded: RunModel, y_true: np.ndarray, predicted: list[np.ndarray]) -> dict[str, float]:
+    """The loss and metrics ``model.evaluate`` reports, from the predictions of the whole split at once.
+
+    The total loss equals evaluate's; per-output losses are exact means over the
+    examples, where evaluate averages its batches' means.
+    """
+    model = loaded.model
+    count = len(predicted)
+    if loaded.recipe is not None and loaded.model is not loaded.serving:
+        compile_model(model, loaded.recipe)
+    else:  # no recipe, or a serving export (whose outputs are not named as the recipe's): the usual classifier's
+        losses = [keras.losses.BinaryCrossentropy() if p.shape[-1] == 1 else keras.losses.SparseCategoricalCrossentropy(
+            from_logits=bool(logits)) for p, logits in zip(predicted, outputs_are_logits(loaded), strict=True)]
+        model.compile(loss=losses if count > 1 else losses[0],
+                      metrics=[["accuracy"]] * count if count > 1 else ["accuracy"])
+    y = tuple([y_true] * count) if count > 1 else y_true
+    y_pred = predicted if count > 1 else predicted[0]
+    model.reset_metrics()
+    loss = model.compute_loss(x=None, y=y, y_pred=y_pred, training=False)
+    results = {k: float(v) for k, v in model.compute_metrics(None, y, y_pred, sample_weight=None).items()}
+    results["loss"] = float(loss)
+    return dict(sorted(results.items(), key=lambda kv: kv[0] != "loss"))
 
 
 def eval_data(loaded: RunModel, split: str, data: str | None) -> EvalData:
@@ -94,7 +129,9 @@ def eval_data(loaded: RunModel, split: str, data: str | None) -> EvalData:
         if loaded.recipe is None:
             raise UserError(f"{loaded.source} is not inside a run, so it has no data of its own; "
                             "give --data RECIPE (a recipe whose data to use) or --data DIR (class folders)")
-        return _from_recipe(loaded, loaded.recipe, split, "its own data", split)
+        own = _from_recipe(loaded, loaded.recipe, split, "its own data", split)
+        _warn_if_changed(loaded, split, own.examples)
+        return own
     path = Path(data)
     if path.is_dir():
         return _from_folder(loaded, path, split)
@@ -104,54 +141,74 @@ def eval_data(loaded: RunModel, split: str, data: str | None) -> EvalData:
     raise UserError(f"--data {data} {what}; give a recipe file whose data to use, or a folder of class folders")
 
 
+def _warn_if_changed(loaded: RunModel, split: str, examples: int) -> None:
+    """The run's own split is carved again from the data as it is now: say so if it is not what training had."""
+    trained = loaded.record.get("sizes", {}).get(split)
+    if trained is not None and trained != examples:
+        print(f"warning: the {split} split now has {examples} examples, {trained} at training time: the data "
+              "changed, so the split may now hold examples the model was trained on", file=sys.stderr)
+
+
 def _from_recipe(loaded: RunModel, recipe, split: str, what: str, name: str) -> EvalData:
-    datasets = build_datasets(recipe)
+    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"normalize": "none"})})
+    datasets = build_datasets(recipe)  # only its raw splits are read: nothing to normalize or adapt
     mapping = _class_mapping(datasets.class_names, loaded.class_names, what)
     _check_shape(datasets.stored_shape, loaded, what)
+    stored = loaded.record["stored"]
+    scale = datasets.stored_dtype == "uint8" and stored["dtype"] != "uint8"
+    if stored["dtype"] == "uint8" and datasets.stored_dtype != "uint8":
+        low, high = datasets.value_range
+        raise UserError(f"{what} holds {datasets.stored_dtype} values ({low:g} to {high:g}), but {loaded.source} "
+                        "was trained on 8-bit pixels (0 to 255); give it data stored the same way")
     batches = datasets.raw[split]
     if mapping is not None:
         table = tf.constant(mapping, tf.int32)
         batches = batches.map(lambda x, y: (x, tf.gather(table, tf.cast(y, tf.int32))))
-    return EvalData(batches, datasets.sizes[split], f"the {split} split of {what} ({datasets.source})", name)
+    return EvalData(batches, datasets.sizes[split], f"the {split} split of {what} ({datasets.source})", name, scale)
 
 
 def _from_folder(loaded: RunModel, folder: Path, split: str) -> EvalData:
-    """A folder of class folders (all of it), or of train/validation/test folders (``split``)."""
+    """A folder of class folders (all of it), or the ``split`` folder of one with train/validation/test folders."""
     if loaded.recipe is None:
         raise UserError(f"{loaded.source} is not inside a run, so how its images were decoded is unknown; "
                         "give --data a recipe whose data section says so")
     stored = loaded.record["stored"]
-    if len(stored["shape"]) != 3 or stored["dtype"] != "uint8":
-        raise UserError(f"{loaded.source} was trained on {loaded.record.get('source', 'arrays')}, not images; "
-                        "give --data a recipe with data like it")
-    splits = [s for s, names in SPLIT_FOLDERS.items() if any((folder / n).is_dir() for n in names)]
-    classes = sorted(p.name for f in ([folder / n for s in splits for n in SPLIT_FOLDERS[s]] or [folder])
-                     if f.is_dir() for p in f.iterdir() if p.is_dir())
+    if len(stored["shape"]) != 3 or stored["shape"][-1] not in COLOR_MODES:
+        raise UserError(f"{loaded.source} takes arrays of shape {stored['shape']}, not images; give --data a recipe "
+                        "with data like its own")
+    present = [n for names in SPLIT_FOLDERS.values() for n in names if (folder / n).is_dir()]
+    if present:
+        here = [n for n in SPLIT_FOLDERS[split] if (folder / n).is_dir()]
+        if not here:
+            raise UserError(f"{folder} has no {split} folder ({', '.join(SPLIT_FOLDERS[split])}); it has "
+                            f"{', '.join(present)}: choose one with --split")
+        folder = folder / here[0]
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [c for c in classes if c not in loaded.class_names]
-    if unknown or not classes:
-        raise UserError(f"{folder}: folder{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                        f"{'are' if len(unknown) > 1 else 'is'} not a class of the model "
-                        f"({', '.join(loaded.class_names)})" if unknown else
-                        f"{folder} has no class folders; put each class's images "
-                        f"({', '.join(IMAGE_EXTENSIONS)}) in a folder named after it")
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise UserError(f"{folder}: {'folders' if len(unknown) > 1 else 'folder'} {listed} "
+                        f"{'are not classes' if len(unknown) > 1 else 'is not a class'} of the model "
+                        f"({', '.join(loaded.class_names)})")
+    if not classes:
+        raise UserError(f"{folder} has no class folders; put each class's images ({', '.join(IMAGE_EXTENSIONS)}) "
+                        "in a folder named after its class")
     doc = yaml.safe_load(dump_recipe(loaded.recipe))
-    spec = loaded.recipe.data
     height, width, channels = stored["shape"]
     doc["data"] = {
         "source": "image_dir", "path": str(folder.resolve()), "class_names": loaded.class_names,
-        "image_size": [height, width], "color_mode": {1: "grayscale", 3: "rgb", 4: "rgba"}[channels],
-        "interpolation": getattr(spec, "interpolation", "bilinear"), "split": {"validation": 0, "test": 0},
-        "batch_size": spec.batch_size, "on_error": "fail",
+        "image_size": [height, width], "color_mode": COLOR_MODES[channels],
+        "interpolation": getattr(loaded.recipe.data, "interpolation", "bilinear"),
+        "split": {"validation": 0, "test": 0}, "normalize": "none", "on_error": "fail",
+        "batch_size": loaded.recipe.data.batch_size,
     }
-    recipe = load_recipe_text(yaml.safe_dump(doc), f"{folder} (eval --data)")
-    part = split if splits else "train"
-    if splits and split not in splits:
-        raise UserError(f"{folder} has no {split} folder ({', '.join(SPLIT_FOLDERS[split])}); "
-                        f"it has {', '.join(splits)}: choose one with --split")
-    datasets = build_datasets(recipe)
-    described = f"the {split} folder of {folder}" if splits else f"every image in {folder}"
-    name = f"{folder.resolve().name}-{split}" if splits else folder.resolve().name
-    return EvalData(datasets.raw[part], datasets.sizes[part], described, name)
+    try:
+        datasets = build_datasets(load_recipe_text(yaml.safe_dump(doc, sort_keys=False), f"{folder} (eval --data)"))
+    except RecipeError as exc:  # located in a recipe the user never wrote: keep the message only
+        raise UserError(f"{folder}: {exc.problems[0].message}") from None
+    return EvalData(datasets.raw["train"], datasets.sizes["train"], f"every image in {folder}",
+                    folder.resolve().name if not present else f"{folder.resolve().parent.name}-{split}",
+                    scale_pixels=stored["dtype"] != "uint8")
 
 
 def _class_mapping(data_names: list[str], model_names: list[str], what: str) -> list[int] | None:
@@ -172,30 +229,17 @@ def _check_shape(shape: tuple, loaded: RunModel, what: str) -> None:
                         f"{list(loaded.stored_shape)}; match image_size and color_mode (or the array shape)")
 
 
-def _classes(model: keras.Model) -> int:
-    return int(model.outputs[-1].shape[-1])
-
-
-def _output_names(model: keras.Model) -> list[str]:
-    return list(model.output_names) if len(model.outputs) > 1 else [model.name]
-
-
-def _is_classes(probs: np.ndarray) -> bool:
-    """A class vector per example (softmax or logits), not a regression output."""
-    return probs.ndim == 2 and probs.shape[-1] > 1
-
-
 def _classification(output: str, probs: np.ndarray, y_true: np.ndarray, names: list[str]) -> dict:
     from cnnctl.confusion import confusion_matrix, per_class, summary
 
     count = probs.shape[-1]
-    labels = names if len(names) == count else [str(i) for i in range(count)]
+    labels = list(names) if len(names) == count else [str(i) for i in range(count)]
     cm = confusion_matrix(y_true, probs.argmax(-1), count)
     return {"output": output, "classes": labels, "summary": summary(cm), "per_class": per_class(cm, labels),
             "confusion_matrix": cm.tolist()}
 
 
-def _write(run: RunDir, name: str, result: dict, names: list[str], loaded: RunModel) -> None:
+def _write(run: RunDir, name: str, result: dict, loaded: RunModel) -> None:
     """eval/<name>/report.json and confusion_matrix[_<output>].png; the same image in TensorBoard (logs/eval)."""
     from cnnctl.confusion import render_confusion, write_png
 

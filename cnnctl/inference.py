@@ -23,8 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnctl.data import Datasets, build_datasets
 from cnnctl.data.preprocess import augmentation_layers
-from cnnctl.errors import UserError
+from cnnctl.errors import UserError, first_line
 from cnnctl.model.saved import load_keras_model
 from cnnctl.recipe import Recipe, load_recipe
 from cnnctl.rundir import RECIPE, RunDir
@@ -100,20 +101,39 @@ def serving_model(model: keras.Model, recipe: Recipe, record: dict) -> keras.Mod
     return keras.Model(inputs, model(x, training=False), name=f"{model.name}_serving")
 
 
-def load_run_model(run: RunDir, model_file: str = "model.keras") -> RunModel:
-    """The run's ``model_file`` with its recipe and data record (data.json)."""
+def read_record(run: RunDir) -> dict:
+    """The run's data.json: its classes, stored shape, dtype and value range, and its preprocessing."""
+    path = run / "data.json"
+    if not path.is_file():
+        raise UserError(f"{run.path} has no data.json (a run of an older cnnctl?); train it again to evaluate, "
+                        "predict or export with its preprocessing")
+    try:
+        record = run.read_json("data.json")
+        if not isinstance(record, dict) or "shape" not in record.get("stored", {}):
+            raise ValueError("it has no stored.shape")
+    except (ValueError, AttributeError) as exc:  # not JSON, or not data.json's shape
+        raise UserError(f"{path} is damaged ({first_line(exc)}); train the run again") from None
+    return record
+
+
+def run_datasets(run: RunDir, recipe: Recipe) -> Datasets:
+    """The run's data, normalized with the statistics stored at training time (data.json)."""
+    return build_datasets(recipe, normalization=read_record(run).get("normalization"))
+
+
+def load_run_model(run: RunDir, model_file: str | Path = "model.keras") -> RunModel:
+    """The run's ``model_file`` (a trained model, or a serving export of it) with its recipe and data record."""
     recipe = load_recipe(str(run / RECIPE))
-    model = load_keras_model(run / model_file)
-    record = run.read_json("data.json") if (run / "data.json").exists() else None
-    if record is None:
-        raise UserError(f"{run.path} has no data.json (a run of an older cnnctl?); train it again to predict "
-                        "or export with its preprocessing")
-    return RunModel(model, serving_model(model, recipe, record), recipe, record, str(run / model_file), run)
+    record = read_record(run)
+    path = run.path / model_file
+    model = load_keras_model(path)
+    serving = model if model.name.endswith("_serving") else serving_model(model, recipe, record)
+    return RunModel(model, serving, recipe, record, str(path), run)
 
 
 def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "model.keras") -> RunModel:
-    """``target``: a run directory, ``latest``, a ``.keras`` file inside a run (model.keras, best.keras,
-    export/keras), or a ``.keras`` file of its own, which is taken to want the values as stored."""
+    """``target``: a run directory, ``latest``, a ``.keras`` file inside a run (model.keras, best.keras, a copy,
+    export/serving.keras), or a ``.keras`` file of its own, which is taken to want the values as stored."""
     from cnnctl.rundir import resolve_run
 
     path = Path(target)
@@ -127,20 +147,68 @@ def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "mo
         raise UserError(f"{target} is neither a run directory nor a .keras model; give a run directory "
                         "(runs/NAME/STAMP), `latest`, or a .keras file")
     run = _run_of(path)
-    if run is not None and path.name in ("model.keras", "best.keras") and path.resolve().parent == run.path.resolve():
-        return load_run_model(run, path.name)
+    if run is not None:
+        return load_run_model(run, path.resolve().relative_to(run.path.resolve()))
     model = load_keras_model(path)
-    if run is not None and model.name.endswith("_serving"):  # an export of that run (export/keras)
-        record = run.read_json("data.json")
-        return RunModel(model, model, load_recipe(str(run / RECIPE)), record, str(path), run)
     shape = tuple(model.inputs[0].shape[1:])
     record = {"class_names": [], "stored": {"shape": list(shape), "dtype": "float32"}}
     return RunModel(model, model, None, record, str(path))
 
 
+def to_stored_range(pixels: np.ndarray, record: dict) -> np.ndarray:
+    """8-bit pixel values (0-255) put on the scale the run's data was stored in (e.g. digits: 0-1)."""
+    low, high = record["stored"].get("value_range", (0.0, 255.0))
+    if (low, high) == (0.0, 255.0):
+        return pixels
+    return (low + pixels.astype("float32") * ((high - low) / 255.0)).astype("float32")
+
+
+def output_names(model: keras.Model) -> list[str]:
+    """One name per output: the output layers' names, or the model's name for a single output."""
+    return list(model.output_names) if len(model.outputs) > 1 else [model.name]
+
+
+def outputs_are_logits(loaded: RunModel) -> list[bool | None]:
+    """Per output, whether the recipe's loss takes logits (``from_logits: true``); None without a recipe."""
+    count = len(loaded.model.outputs)
+    if loaded.recipe is None:
+        return [None] * count
+    from cnnctl.recipe.graph import split_spec
+    from cnnctl.recipe.train_spec import per_output
+
+    recipe = loaded.recipe
+    names = recipe.graph.output_names
+    loss = recipe.train.loss
+    specs = [loss.get(name, "") for name in names] if per_output(loss, names) else [loss] * len(names)
+    flags = [bool(split_spec(spec)[1].get("from_logits")) if spec else False for spec in specs]
+    return flags if len(flags) == count else [flags[0]] * count
+
+
+def class_scores(values: np.ndarray, logits: bool | None) -> np.ndarray | None:
+    """Class probabilities [N, classes] from one output's values, or None when it does not classify.
+
+    One sigmoid unit (binary) becomes two columns, [1 - p, p]; logits go through a
+    sigmoid or softmax. ``logits=None`` (a model without its recipe): values outside
+    0..1, or rows that do not sum to 1, are taken for logits.
+    """
+    values = np.asarray(values, "float64")
+    if values.ndim != 2:
+        return None
+    if logits is None:
+        outside = values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0
+        logits = outside or (values.shape[1] > 1 and not np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
+    if values.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-values[:, 0])) if logits else values[:, 0]
+        return np.stack([1.0 - p, p], axis=1)
+    if logits:
+        e = np.exp(values - values.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return values
+
+
 def _run_of(path: Path) -> RunDir | None:
-    """The run directory a model file sits in (``RUN/model.keras``, ``RUN/export/keras.keras``), if any."""
-    for parent in list(path.resolve().parents)[:3]:
-        if (parent / RECIPE).is_file() and (parent / "data.json").is_file():
+    """The run directory a model file sits in (``RUN/model.keras``, ``RUN/export/serving.keras``), if any."""
+    for parent in list(path.resolve().parents)[:2]:
+        if (parent / RECIPE).is_file():
             return RunDir(Path(os.path.relpath(parent)) if not path.is_absolute() else parent)
     return None

@@ -11,45 +11,56 @@ of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data.files import CHANNELS, IMAGE_EXTENSIONS, decoder, describe_bad, undecodable
+from cnnctl.data.files import COLOR_MODES, IMAGE_EXTENSIONS, decoder, describe_bad, undecodable
 from cnnctl.data.sources import closest_path
-from cnnctl.errors import UserError
-from cnnctl.inference import RunModel, load_model_or_run
+from cnnctl.errors import UserError, first_line
+from cnnctl.inference import (
+    RunModel,
+    class_scores,
+    load_model_or_run,
+    output_names,
+    outputs_are_logits,
+    to_stored_range,
+)
 
 _BATCH = 64
 
 
-def predict(target: str, inputs: list[str], *, top_k: int = 5, runs_dir: str = "runs",
+def predict(target: str, inputs: list[str], *, top_k: int = 3, runs_dir: str = "runs",
             model_file: str = "model.keras") -> dict:
     """Predictions of ``target``'s model for each file in ``inputs`` (files and folders, in order)."""
     loaded = load_model_or_run(target, runs_dir, model_file)
     files = collect_inputs(inputs)
-    x, names = load_examples(files, loaded)
-    outputs = [np.concatenate(parts) for parts in zip(*(_run(loaded, x[i:i + _BATCH])
-                                                        for i in range(0, len(x), _BATCH)), strict=True)]
-    logits = _from_logits(loaded)
-    output_names = list(loaded.model.output_names) if len(outputs) > 1 else [loaded.model.name]
+    return {"model": loaded.source, "outputs": output_names(loaded.model),
+            "predictions": list(predictions(loaded, files, top_k=top_k))}
+
+
+def predictions(loaded: RunModel, files: list[Path], *, top_k: int = 3) -> Iterator[dict]:
+    """One result per example, batch by batch: memory holds one batch, not every image."""
+    names = output_names(loaded.model)
+    logits = outputs_are_logits(loaded)
     class_names = loaded.class_names
-    results = []
-    for i, name in enumerate(names):
-        per_output = {}
-        for out_name, values in zip(output_names, outputs, strict=True):
-            scores = values[i]
-            if scores.ndim != 1:
-                per_output[out_name] = {"values": scores.tolist()}
-                continue
-            probs = _softmax(scores) if logits else scores
-            order = np.argsort(-probs, kind="stable")[:top_k]
-            per_output[out_name] = {"top": [{"class": class_names[c] if c < len(class_names) else str(c),
-                                             "index": int(c), "probability": float(probs[c])} for c in order]}
-        results.append({"input": name, "outputs": per_output})
-    return {"model": loaded.source, "outputs": output_names, "predictions": results}
+    for labels, x in example_batches(files, loaded):
+        outputs = [np.asarray(y) for y in keras.tree.flatten(loaded.serving.predict_on_batch(x))]
+        scores = [class_scores(values, flag) for values, flag in zip(outputs, logits, strict=True)]
+        for i, label in enumerate(labels):
+            per_output = {}
+            for name, values, probs in zip(names, outputs, scores, strict=True):
+                if probs is None:  # not a class vector: the values as they are
+                    per_output[name] = {"values": np.asarray(values[i]).tolist()}
+                    continue
+                order = np.argsort(-probs[i], kind="stable")[:top_k]
+                per_output[name] = {"top": [{"class": class_names[c] if c < len(class_names) else str(c),
+                                             "index": int(c), "probability": float(probs[i][c])} for c in order]}
+            yield {"input": label, "outputs": per_output}
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -72,78 +83,65 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
-def load_examples(files: list[Path], loaded: RunModel) -> tuple[np.ndarray, list[str]]:
-    """float32 examples of the stored shape, and one name per example (``file`` or ``file[i]``)."""
-    shape = loaded.stored_shape
-    images = [f for f in files if _kind(f) == "image"]
-    decoded = iter(_decode_images(images, loaded) if images else [])
-    xs, names = [], []
-    for f in files:
-        if _kind(f) == "image":
-            xs.append(next(decoded)[None])
-            names.append(str(f))
+def example_batches(files: list[Path], loaded: RunModel) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(names, float32 examples of the stored shape) in batches, in the order of ``files``.
+
+    Image files are decoded in parallel as the image_dir source decodes them; a
+    ``.npy`` file gives its example, or each of its stack (named ``file[i]``).
+    """
+    pending: list[Path] = []
+    for f in [*files, None]:
+        if f is not None and _kind(f) == "image":
+            pending.append(f)
             continue
-        try:
-            array = np.load(f, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{f}: cannot read as a NumPy .npy array ({exc})") from None
-        if tuple(array.shape) == shape:
-            array = array[None]
-        if tuple(array.shape[1:]) != shape or not np.issubdtype(array.dtype, np.number):
-            raise UserError(f"{f}: an array of shape {list(array.shape)} ({array.dtype}); the model takes numbers "
-                            f"of shape {list(shape)}, or a stack [N, {', '.join(map(str, shape))}]")
-        xs.append(array.astype("float32"))
-        names += [str(f)] if len(array) == 1 else [f"{f}[{i}]" for i in range(len(array))]
-    return np.concatenate(xs).astype("float32"), names
+        if pending:  # the images met so far, before this array (or the end)
+            yield from _image_batches(pending, loaded)
+            pending = []
+        if f is not None:
+            array = _read_npy(f, loaded.stored_shape)
+            names = [str(f)] if len(array) == 1 else [f"{f}[{i}]" for i in range(len(array))]
+            for i in range(0, len(array), _BATCH):
+                yield names[i:i + _BATCH], array[i:i + _BATCH]
 
 
-def _decode_images(paths: list[Path], loaded: RunModel) -> np.ndarray:
-    """Decoded as the image_dir source decodes, scaled to the stored value range when that is not 0-255."""
+def _read_npy(path: Path, shape: tuple) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot read as a NumPy .npy array ({first_line(exc)})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive under any name
+        raise UserError(f"{path} is an .npz archive, not one .npy array; save the examples with numpy.save")
+    if tuple(array.shape) == shape:
+        array = array[None]
+    if tuple(array.shape[1:]) != shape or not np.issubdtype(array.dtype, np.number):
+        raise UserError(f"{path}: an array of shape {list(array.shape)} ({array.dtype}); the model takes numbers "
+                        f"of shape {list(shape)}, or a stack [N, {', '.join(map(str, shape))}]")
+    return array.astype("float32")
+
+
+def _image_batches(paths: list[Path], loaded: RunModel) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Decoded as the image_dir source decodes, put on the stored value range when that is not 0-255."""
     shape = loaded.stored_shape
-    if len(shape) != 3 or shape[-1] not in CHANNELS.values():
+    if len(shape) != 3 or shape[-1] not in COLOR_MODES:
         raise UserError(f"{loaded.source} takes arrays of shape {list(shape)}, not images; give .npy files")
     spec = loaded.recipe.data if loaded.recipe is not None else None
-    decode = decoder(SimpleNamespace(
-        image_size=list(shape[:2]),
-        color_mode={v: k for k, v in CHANNELS.items()}[shape[-1]],
-        interpolation=getattr(spec, "interpolation", None) or "bilinear",
-    ))
+    decode = decoder(SimpleNamespace(image_size=list(shape[:2]), color_mode=COLOR_MODES[shape[-1]],
+                                     interpolation=getattr(spec, "interpolation", None) or "bilinear"))
     listed = np.array([os.fspath(p) for p in paths], str)
     dataset = tf.data.Dataset.from_tensor_slices(listed).map(lambda p: decode(tf.io.read_file(p)),
                                                              num_parallel_calls=tf.data.AUTOTUNE)
-    try:
-        x = np.concatenate([b.numpy() for b in dataset.batch(_BATCH)]).astype("float32")
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-        bad = undecodable(listed, decode)
-        raise UserError(describe_bad(bad) if bad else "an image could not be read") from None
-    low, high = loaded.record["stored"].get("value_range", (0.0, 255.0))
-    if (low, high) != (0.0, 255.0):  # e.g. digits, stored as 0-1: an 8-bit image is put on that scale
-        x = low + x * (high - low) / 255.0
-    return x
-
-
-def _run(loaded: RunModel, x: np.ndarray) -> list[np.ndarray]:
-    import keras
-
-    return [np.asarray(y) for y in keras.tree.flatten(loaded.serving(x, training=False))]
-
-
-def _from_logits(loaded: RunModel) -> bool:
-    """Whether the outputs are logits (the recipe's loss says ``from_logits: true``): shown as softmax."""
-    if loaded.recipe is None:
-        return False
-    from cnnctl.recipe.graph import split_spec
-    from cnnctl.recipe.train_spec import per_output
-
-    recipe = loaded.recipe
-    losses = recipe.train.loss
-    specs = losses.values() if per_output(losses, recipe.graph.output_names) else [losses]
-    return any(split_spec(s)[1].get("from_logits") is True for s in specs)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
+    batches = iter(dataset.batch(_BATCH).prefetch(tf.data.AUTOTUNE))
+    start = 0
+    while True:
+        try:
+            x = next(batches).numpy()
+        except StopIteration:
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            bad = undecodable(listed, decode)
+            raise UserError(describe_bad(bad) if bad else "an image could not be read") from None
+        yield list(listed[start:start + len(x)]), to_stored_range(x.astype("float32"), loaded.record)
+        start += len(x)
 
 
 def _kind(path: Path) -> str | None:
@@ -153,16 +151,15 @@ def _kind(path: Path) -> str | None:
     return "npy" if suffix == ".npy" else None
 
 
-def format_predictions(result: dict) -> list[str]:
-    """One line per input: the file, then the top classes with their probabilities."""
+def format_prediction(item: dict) -> list[str]:
+    """The lines of one input: the file (and output, if several), then the top classes with their probabilities."""
     lines = []
-    several = len(result["outputs"]) > 1
-    for item in result["predictions"]:
-        for name, out in item["outputs"].items():
-            label = f"{item['input']}" + (f" [{name}]" if several else "")
-            if "top" in out:
-                shown = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in out["top"])
-            else:
-                shown = " ".join(f"{v:.4g}" for v in np.ravel(out["values"]))
-            lines.append(f"{label}  {shown}")
+    several = len(item["outputs"]) > 1
+    for name, out in item["outputs"].items():
+        label = f"{item['input']}" + (f" [{name}]" if several else "")
+        if "top" in out:
+            shown = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in out["top"])
+        else:
+            shown = " ".join(f"{v:.4g}" for v in np.ravel(out["values"]))
+        lines.append(f"{label}  {shown}")
     return lines

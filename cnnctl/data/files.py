@@ -20,6 +20,7 @@ from cnnctl.errors import UserError
 from cnnctl.recipe.data_spec import IMAGE_EXTENSIONS, DataSpec
 
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+COLOR_MODES = {count: mode for mode, count in CHANNELS.items()}  # 1 -> grayscale, 3 -> rgb, 4 -> rgba
 SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "valid"), "test": ("test",)}
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 _SHOWN = 5  # bad files listed by name

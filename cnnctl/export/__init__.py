@@ -51,8 +51,7 @@ def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = Fals
     ``UserError`` for a wrong format, option or target, ``CnnctlError`` when the
     export does not match the Keras model.
     """
-    from cnnctl.evaluate import run_datasets
-    from cnnctl.inference import load_run_model
+    from cnnctl.inference import load_run_model, run_datasets
 
     spec = _spec(fmt, quantize)
     require_runtime(spec)

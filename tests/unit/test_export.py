@@ -21,8 +21,8 @@ import pytest
 import tensorflow as tf
 
 from cnnctl.errors import CnnctlError, RecipeError, UserError
-from cnnctl.evaluate import run_datasets
 from cnnctl.export import TOLERANCES, export_run
+from cnnctl.inference import run_datasets
 from cnnctl.recipe import load_recipe, load_recipe_text
 from cnnctl.recipe.load import dump_recipe
 from cnnctl.train import train
