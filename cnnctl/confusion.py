@@ -81,8 +81,8 @@ def summary(cm: np.ndarray) -> dict:
 
 
 @functools.lru_cache(maxsize=32)
-def _font(size: int):
-    """Pillow's built-in font at ``size`` pixels (loaded once per size)."""
+def font(size: int):
+    """Pillow's built-in font at ``size`` pixels (loaded once per size); the bitmap font without FreeType."""
     from PIL import ImageFont
 
     try:
@@ -123,14 +123,14 @@ def render_confusion(cm: np.ndarray, class_names: Sequence[str], title: str = ""
     numbers = n <= _NUMBERS_UP_TO
     label_size = min(14, cell - 2)
     labels = label_size >= 8
-    font = _font(label_size) if labels else None
-    title_font = _font(14)
+    label_font = font(label_size) if labels else None
+    title_font = font(14)
 
     def width(text: str, f) -> int:
         box = f.getbbox(text)
         return box[2] - box[0]
 
-    name_px = max(width(s, font) for s in names) + 8 if labels else 0
+    name_px = max(width(s, label_font) for s in names) + 8 if labels else 0
     axis_px = 18  # the "true" / "predicted" captions
     title_px = 22 if title else 0
     left = axis_px + name_px
@@ -155,10 +155,10 @@ def render_confusion(cm: np.ndarray, class_names: Sequence[str], title: str = ""
             for j in range(n):
                 text = str(cm[i, j])
                 size = label_size
-                count_font = _font(size)
+                count_font = font(size)
                 while size > 6 and width(text, count_font) > cell - 4:  # a wide count gets a smaller font
                     size -= 1
-                    count_font = _font(size)
+                    count_font = font(size)
                 ink = (255, 255, 255) if fraction[i, j] > 0.5 else (30, 30, 30)
                 draw.text((left + j * cell + cell / 2, top + i * cell + cell / 2), text, fill=ink,
                           font=count_font, anchor="mm")
@@ -173,12 +173,12 @@ def render_confusion(cm: np.ndarray, class_names: Sequence[str], title: str = ""
     image.paste(caption.rotate(90, expand=True), (0, top))
     if labels:
         for k, name in enumerate(names):
-            draw.text((left - 4, top + k * cell + cell / 2), name, fill=(0, 0, 0), font=font, anchor="rm")
+            draw.text((left - 4, top + k * cell + cell / 2), name, fill=(0, 0, 0), font=label_font, anchor="rm")
         # column names: written across a strip, which turned a quarter left reads bottom-up over each column
         flat = Image.new("RGB", (name_px, grid), (255, 255, 255))
         flat_draw = ImageDraw.Draw(flat)
         for k, name in enumerate(names):
-            flat_draw.text((4, k * cell + cell / 2), name, fill=(0, 0, 0), font=font, anchor="lm")
+            flat_draw.text((4, k * cell + cell / 2), name, fill=(0, 0, 0), font=label_font, anchor="lm")
         image.paste(flat.rotate(90, expand=True), (left, title_px + axis_px))
     return np.asarray(image, dtype=np.uint8)
 

@@ -1,23 +1,11 @@
 """TensorBoard logs of a run (``log.tensorboard``), written at epoch ends only.
 
-Keras's own ``keras.callbacks.TensorBoard`` writes the scalars, the graph, the
-weight histograms and the profiler trace into ``logs/train`` and
-``logs/validation``; cnnctl's ``EpochImages`` writes what Keras does not draw
-into ``logs/`` itself (a run of its own, next to train and validation):
-
-| tag | where | what |
-|---|---|---|
-| ``epoch_loss``, ``epoch_<metric>`` | logs/train, logs/validation | per-epoch scalars (Keras) |
-| ``epoch_learning_rate`` | logs/train | the rate history.csv shows for the epoch (Keras) |
-| ``evaluation_<metric>_vs_iterations`` | logs/validation | validation scalars by optimizer step (Keras) |
-| ``<layer>/<weight>/histogram`` | logs/train | weight histograms every ``histogram_freq`` epochs (Keras) |
-| ``keras`` and the op graph | logs/train | the Graphs dashboard: Keras's model graph and the forward pass's ops |
-| ``train_inputs`` | logs | a grid of training inputs, augmented and normalized |
-| ``conv_filters`` | logs | the first convolution's kernels, one tile per filter |
-| ``confusion_matrix/validation`` | logs | the validation split's confusion matrix |
-| hparams session and experiment | logs | the recipe's values, for the HParams dashboard |
-
-Images are written at step = epoch (counted from 0, as Keras counts its scalars).
+Keras's own ``keras.callbacks.TensorBoard`` (``EpochTensorBoard``) writes the scalars,
+the graph, the weight histograms and the profiler trace into ``logs/train`` and
+``logs/validation``; ``EpochImages`` writes what Keras does not draw into ``logs/``
+itself (a run of its own): ``train_inputs``, ``conv_filters``,
+``confusion_matrix/validation`` (images at step = epoch, counted from 0, as Keras
+counts its scalars) and the hparams. docs/tensorboard.md lists every tag and folder.
 """
 
 from __future__ import annotations
@@ -35,6 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnnctl.confusion import font
 from cnnctl.data import Datasets
 from cnnctl.errors import first_line
 from cnnctl.recipe import Recipe
@@ -46,8 +35,6 @@ FILTERS_TAG = "conv_filters"
 CONFUSION_TAG = "confusion_matrix/validation"
 MAX_CONFUSION_EXAMPLES = 10_000  # validation examples predicted for the matrix each epoch
 MAX_FILTERS = 256  # kernels shown; a wider first layer shows its first 256
-HPARAM_METRICS = (("validation", "epoch_loss"), ("validation", "epoch_accuracy"),
-                  ("train", "epoch_loss"), ("train", "epoch_accuracy"))
 
 
 def tensorboard_callbacks(recipe: Recipe, run: RunDir, model: keras.Model, data: Datasets) -> list:
@@ -132,8 +119,10 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 class EpochImages(keras.callbacks.Callback):
     """Input images, conv filters, the confusion matrix (each epoch) and the hparams (once) in ``logdir``.
 
+    The hparams: the run's values when training starts, the experiment (their names and
+    the metrics the model logs, known once its metrics are built) at the first epoch end.
     Each part is skipped where it cannot apply: input images when the inputs are
-    not images (rank 3 with 1, 3 or 4 channels, or rank 2 with both sides 8 or more), conv filters when the
+    not images (see ``shows_images``), conv filters when the
     model has no Conv2D, DepthwiseConv2D, SeparableConv2D or Conv1D layer, the
     confusion matrix when there is no validation split, when the model has several
     outputs, or when its output is not one vector of ``num_classes`` scores.
@@ -148,6 +137,7 @@ class EpochImages(keras.callbacks.Callback):
         self.conv = first_conv(model) if spec.conv_filters else None
         self.confusion = spec.confusion_matrix and confusion_applies(model, data)
         self.hparams = spec.hparams
+        self._hparam_names: list[str] | None = None  # set when the values are written; the experiment is due
         self.active = any(x is not None and x is not False for x in (self.inputs, self.conv, self.confusion)) or \
             self.hparams
         self._writer = None
@@ -158,13 +148,16 @@ class EpochImages(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(self.logdir)
         if self.hparams:
             with self._writer.as_default():
-                write_hparams(self.recipe, self.run, self.model, self.data)
+                self._hparam_names = write_hparams(self.recipe, self.run, self.model, self.data)
             self._writer.flush()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         import tensorflow as tf
 
         with self._writer.as_default(step=epoch):
+            if self._hparam_names is not None:
+                write_experiment(self._hparam_names, hparam_metrics(self.model, logs or {}))
+                self._hparam_names = None
             if self.inputs is not None:
                 x, labels, transform = self.inputs
                 grid = tile_grid(_display(transform(x)), [self.data.class_names[int(i)] for i in labels])
@@ -223,9 +216,7 @@ def _input_sample(recipe: Recipe, data: Datasets, count: int):
     """(raw examples, labels, transform): the first ``count`` training examples as stored, and a transform that
     augments and normalizes them as training does, with its own seeded copy of the augmentation layers (so
     drawing the grid never takes random draws from the training pipeline). None when inputs are not images."""
-    shape = tuple(data.element_shape)
-    grey = len(shape) == 2 and None not in shape and min(shape) >= 8  # (h, w) without a channel axis, not (t, c)
-    if not (grey or (len(shape) == 3 and shape[-1] in (1, 3, 4))) or "train" not in data.raw:
+    if not shows_images(data.element_shape) or "train" not in data.raw:
         return None
     from cnnctl.data import preprocess
 
@@ -246,12 +237,16 @@ def _input_sample(recipe: Recipe, data: Datasets, count: int):
     return x, y, lambda batch: np.asarray(step(batch, None)[0])
 
 
+def shows_images(shape) -> bool:
+    """Are inputs of this shape (one example) drawn as images? Only H x W x C with 1, 3 or 4 channels: an (a, b)
+    input without a channel axis may as well be a sequence of a steps of b features, so it is never drawn."""
+    shape = tuple(shape)
+    return len(shape) == 3 and shape[-1] in (1, 3, 4)
+
+
 def _display(x: np.ndarray) -> np.ndarray:
-    """Each image min-max scaled to 0..1 on its own; HxW -> HxWx1; RGBA -> RGB."""
-    x = np.asarray(x, np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
-    x = x[..., :3]
+    """Images (n, h, w, c), each min-max scaled to 0..1 on its own; RGBA -> RGB."""
+    x = np.asarray(x, np.float32)[..., :3]
     low = x.min(axis=(1, 2, 3), keepdims=True)
     span = x.max(axis=(1, 2, 3), keepdims=True) - low
     return np.where(span > 0, (x - low) / np.where(span > 0, span, 1), 0.5)
@@ -301,8 +296,6 @@ def tile_grid(tiles: np.ndarray, captions: list[str] | None = None, *, min_side:
     each, ``pad`` white pixels between them."""
     from PIL import Image, ImageDraw
 
-    from cnnctl.confusion import _font
-
     n, h, w = tiles.shape[:3]
     side = max(h, w)
     scale = math.ceil(min_side / side) if side < min_side else min(max_side / side, 1.0)  # whole pixels up
@@ -312,7 +305,7 @@ def tile_grid(tiles: np.ndarray, captions: list[str] | None = None, *, min_side:
     rows = math.ceil(n / columns)
     grid = Image.new("RGB", (columns * (tw + pad) + pad, rows * (th + caption_px + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
-    font = _font(10)
+    caption_font = font(10)
     for k in range(n):
         pixels = np.rint(tiles[k] * 255).astype(np.uint8)
         tile = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
@@ -322,13 +315,30 @@ def tile_grid(tiles: np.ndarray, captions: list[str] | None = None, *, min_side:
         grid.paste(tile, (left, top))
         if captions:
             text = captions[k] if len(captions[k]) <= tw // 6 else captions[k][: max(1, tw // 6 - 1)] + "…"
-            draw.text((left + tw / 2, top + th + 1), text, fill=(0, 0, 0), font=font, anchor="ma")
+            draw.text((left + tw / 2, top + th + 1), text, fill=(0, 0, 0), font=caption_font, anchor="ma")
     return np.asarray(grid, dtype=np.uint8)
+
+
+def _text(value: Any) -> str:
+    """A recipe value as canonical JSON, whatever YAML gave: keys as text and sorted (``repr`` when two keys
+    would read the same, as ``1`` and ``"1"`` do), dates, bytes and the like as ``str``."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            keys = [k if isinstance(k, str) else str(k) for k in v]
+            if len(set(keys)) < len(keys):
+                keys = [repr(k) for k in v]
+            return {k: plain(x) for k, x in zip(keys, v.values(), strict=True)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return json.dumps(plain(value), sort_keys=True, default=str)
 
 
 def hparam_values(recipe: Recipe, run: RunDir, model: keras.Model, data: Datasets) -> dict[str, Any]:
     """The recipe's values as flat ``section.key`` hparams: the same names for every run, so that runs under
-    one runs folder share one table in the HParams dashboard. Values are numbers, booleans or strings."""
+    one runs folder share one table in the HParams dashboard. Values are numbers, booleans or strings, for any
+    value the recipe's schema accepts (mappings and arguments as canonical JSON)."""
     train, d = recipe.train, recipe.data
     optimizer, args = split_spec(train.optimizer)
     rate = args.get("learning_rate")
@@ -339,8 +349,8 @@ def hparam_values(recipe: Recipe, run: RunDir, model: keras.Model, data: Dataset
     if not isinstance(rate, (int, float)):
         inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
         rate = float(keras.ops.convert_to_numpy(inner.learning_rate))
-    loss = train.loss if isinstance(train.loss, str) else json.dumps(train.loss, sort_keys=True)
-    model_json = json.dumps(recipe.model.model_dump(mode="json"), sort_keys=True)
+    loss = train.loss if isinstance(train.loss, str) else _text(train.loss)
+    model_json = _text(recipe.model.model_dump(mode="json"))
     return {
         "name": recipe.name,
         "run": f"{run.path.parent.name}/{run.path.name}",
@@ -355,7 +365,7 @@ def hparam_values(recipe: Recipe, run: RunDir, model: keras.Model, data: Dataset
         "model.digest": hashlib.sha256(model_json.encode()).hexdigest()[:10],  # tells architectures apart
         "train.epochs": train.epochs,
         "train.optimizer": optimizer,
-        "train.optimizer_args": json.dumps({k: v for k, v in args.items() if k != "learning_rate"}, sort_keys=True),
+        "train.optimizer_args": _text({k: v for k, v in args.items() if k != "learning_rate"}),
         "train.learning_rate": float(f"{float(rate):.7g}"),  # float32 -> the written value
         "train.lr_schedule": schedule,
         "train.loss": loss,
@@ -363,19 +373,35 @@ def hparam_values(recipe: Recipe, run: RunDir, model: keras.Model, data: Dataset
         "train.jit_compile": str(train.jit_compile),
         "train.steps_per_execution": train.steps_per_execution,
         "train.class_weight": train.class_weight if isinstance(train.class_weight, str) else
-        ("none" if train.class_weight is None else json.dumps(train.class_weight, sort_keys=True)),
+        ("none" if train.class_weight is None else _text(train.class_weight)),
         "train.callbacks": ", ".join(split_spec(c)[0] for c in train.callbacks) or "none",
     }
 
 
-def write_hparams(recipe: Recipe, run: RunDir, model: keras.Model, data: Datasets) -> None:
-    """The experiment (hparam names, the validation and train loss and accuracy as metrics) and this run's
-    values, to the default summary writer. The trial id is the run (name/time), so each run is its own row."""
+def write_hparams(recipe: Recipe, run: RunDir, model: keras.Model, data: Datasets) -> list[str]:
+    """This run's values (the session start) to the default summary writer; returns their names. The trial id
+    is the run (name/time), so each run is its own row."""
     from tensorboard.plugins.hparams import api as hp
 
     values = hparam_values(recipe, run, model, data)
-    hp.hparams_config(hparams=[hp.HParam(name) for name in values],
-                      metrics=[hp.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
-                               for group, tag in HPARAM_METRICS],
-                      time_created_secs=0)  # identical in every run: TensorBoard shows one run's experiment
     hp.hparams(values, trial_id=values["run"], start_time_secs=time.time())
+    return list(values)
+
+
+def hparam_metrics(model: keras.Model, logs: dict) -> list[tuple[str, str]]:
+    """(group, tag) of each metric the model logs, the loss included, as Keras's TensorBoard writes them: the
+    model's compiled metric names (``loss``, ``accuracy``; ``<output>_loss``, ``<output>_accuracy``, ... for
+    several outputs), in ``validation`` when an epoch's ``logs`` have ``val_<name>``, and in ``train``."""
+    names = list(model.get_metrics_result())  # built by the first epoch's end
+    return [(group, f"epoch_{name}") for group in ("validation", "train") for name in names
+            if group == "train" or f"val_{name}" in logs]
+
+
+def write_experiment(hparams: list[str], metrics: list[tuple[str, str]]) -> None:
+    """The experiment: the hparam names and the run's metrics as (group, tag), to the default summary writer."""
+    from tensorboard.plugins.hparams import api as hp
+
+    hp.hparams_config(hparams=[hp.HParam(name) for name in hparams],
+                      metrics=[hp.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
+                               for group, tag in metrics],
+                      time_created_secs=0)  # identical in runs alike: TensorBoard shows one run's experiment

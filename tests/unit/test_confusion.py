@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from cnnctl.confusion import confusion_matrix, per_class, render_confusion, summary, write_png
+from cnnctl.confusion import confusion_matrix, font, per_class, render_confusion, summary, write_png
 
 
 def test_counts_by_hand():
@@ -93,6 +93,12 @@ def test_counts_drawn_only_for_few_classes():
     plain = render_confusion(np.zeros((2, 2), np.int64) + np.eye(2, dtype=np.int64), ["a", "b"])
     counted = render_confusion(cm, ["a", "b"])
     assert plain.shape == counted.shape and not np.array_equal(plain, counted)  # same colours, other numbers
+
+
+def test_font_is_public_cached_and_sized():
+    small, large = font(10), font(20)
+    assert font(10) is small  # loaded once per size
+    assert large.getbbox("8")[3] > small.getbbox("8")[3]  # FreeType here: a scalable font
 
 
 def test_rejects_a_matrix_that_is_not_square():

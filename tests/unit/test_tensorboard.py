@@ -22,19 +22,24 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from cnnctl.confusion import confusion_matrix, render_confusion, summary
+from cnnctl.confusion import confusion_matrix, font, render_confusion, summary
 from cnnctl.data import Datasets, build_datasets
 from cnnctl.recipe import load_recipe_text
+from cnnctl.rundir import RunDir
 from cnnctl.tblog import (
     CONFUSION_TAG,
     FILTERS_TAG,
     INPUTS_TAG,
+    EpochImages,
     confusion_applies,
     filter_tiles,
     first_conv,
+    hparam_values,
+    shows_images,
     tensorboard_callbacks,
     tile_grid,
     validation_predictions,
+    write_hparams,
 )
 from cnnctl.train import train
 
@@ -220,9 +225,53 @@ def test_hparams_hold_the_recipe_values(conv_run):
         acc.SummaryMetadata(hparams_metadata.EXPERIMENT_TAG).plugin_data.content)
     assert {h.name for h in experiment.hparam_infos} == set(values)
     metrics = {(m.name.group, m.name.tag) for m in experiment.metric_infos}
-    assert {("validation", "epoch_loss"), ("validation", "epoch_accuracy")} <= metrics
+    assert metrics == {(group, f"epoch_{name}") for group in ("train", "validation") for name in ("loss", "accuracy")}
     for group, tag in metrics:  # every declared metric is a scalar the run wrote, where it says
         assert tag in tensor_tags(conv_run / "logs" / group)
+
+
+def declared_metrics(run) -> set[tuple[str, str]]:
+    experiment = hparams_metadata.parse_experiment_plugin_data(
+        events(run / "logs").SummaryMetadata(hparams_metadata.EXPERIMENT_TAG).plugin_data.content)
+    return {(m.name.group, m.name.tag) for m in experiment.metric_infos}
+
+
+TWO_OUTPUTS = """
+name: early
+data: {batch_size: 128}
+model:
+  input: [8, 8, 1]
+  graph:
+    conv: {Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}}
+    flat: Flatten
+    early: {Dense: {units: 10, activation: softmax}, from: flat}
+    final: {Dense: {units: 10, activation: softmax}, from: flat}
+  outputs: [early, final]
+train:
+  epochs: 1
+  metrics: {early: [accuracy], final: [accuracy, {SparseTopKCategoricalAccuracy: {k: 3, name: top3}}]}
+  monitor: null
+"""
+
+
+@pytest.mark.slow
+def test_hparams_declare_the_metrics_a_two_output_run_logs(tmp_path):
+    run = train(make_recipe(TWO_OUTPUTS), str(tmp_path), progress=False).run
+    names = ["loss", "early_loss", "final_loss", "early_accuracy", "final_accuracy", "final_top3"]
+    assert declared_metrics(run) == {(group, f"epoch_{name}") for group in ("train", "validation") for name in names}
+    for group in ("train", "validation"):  # every scalar Keras wrote per epoch is a column, and nothing else
+        logged = {t for t in tensor_tags(run / "logs" / group) if t.startswith("epoch_") and t != "epoch_learning_rate"}
+        assert logged == {tag for g, tag in declared_metrics(run) if g == group}
+
+
+@pytest.mark.slow
+def test_mixed_class_weight_keys_train_with_hparams(tmp_path):
+    """{0: 2.0, "1": 3}: the schema takes it and training uses it; the hparams once ended the run (sorting keys)."""
+    text = CONV.replace("epochs: 3", "epochs: 1") + '  class_weight: {0: 2.0, "1": 3}\n'
+    run = train(make_recipe(text), str(tmp_path), progress=False).run
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        events(run / "logs").SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content)
+    assert start.hparams["train.class_weight"].string_value == '{"0": 2.0, "1": 3}'
 
 
 @pytest.mark.slow
@@ -324,9 +373,17 @@ def test_tile_grid_sizes_and_captions():
     assert big.shape == (160 + 4, 2 * 82 + 2, 3)
 
 
-def test_no_callbacks_when_off_and_no_batch_hooks_when_on(tmp_path):
-    from cnnctl.rundir import RunDir
+def test_captions_are_drawn_in_the_confusion_matrix_font():
+    from PIL import ImageDraw
 
+    grid = tile_grid(np.zeros((1, 8, 8, 1)), ["seven"])  # one 64 x 64 tile at (2, 2), its caption under it
+    expected = Image.new("RGB", (grid.shape[1], grid.shape[0]), (255, 255, 255))
+    ImageDraw.Draw(expected).text((2 + 32, 2 + 64 + 1), "seven", fill=(0, 0, 0), font=font(10), anchor="ma")
+    caption = grid[66:80]
+    assert caption.min() < 64 and np.array_equal(caption, np.asarray(expected)[66:80])
+
+
+def test_no_callbacks_when_off_and_no_batch_hooks_when_on(tmp_path):
     off = make_recipe(CONV, "log: {tensorboard: false}\n")
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     assert tensorboard_callbacks(off, RunDir(tmp_path), model, _data(classes=10)) == []
@@ -337,3 +394,65 @@ def test_no_callbacks_when_off_and_no_batch_hooks_when_on(tmp_path):
         for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_end", "on_test_batch_end"):
             assert getattr(getattr(callback, hook), "_is_default", False), (type(callback).__name__, hook)
     assert not any(tmp_path.iterdir())  # nothing written before training starts
+
+
+AWKWARD = CONV.replace("optimizer: {Adam: {learning_rate: 1.0e-3}}", """optimizer:
+    Adam: {learning_rate: 1.0e-3, name: 2020-01-01, global_clipnorm: .nan, extra: {1: a, "1": b, x: !!binary aGk=}}
+  loss: {SparseCategoricalCrossentropy: {from_logits: false, name: {2: two, b: 1, null: 0}}}""") + \
+    '  class_weight: {0: 2.0, "1": 3, c2: 1}\n'
+
+
+def test_hparam_values_take_any_value_the_schema_accepts(tmp_path):
+    """Mixed int, str and null keys, a key given as both, dates, bytes, NaN: text, the same for the same recipe."""
+    import datetime
+
+    recipe = make_recipe(AWKWARD)
+    args = recipe.train.optimizer["Adam"]
+    assert isinstance(args["name"], datetime.date) and args["extra"]["x"] == b"hi"
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    values = hparam_values(recipe, RunDir(tmp_path / "tb" / "t0"), model, _data(classes=10))
+    assert all(isinstance(v, (str, int, float, bool)) for v in values.values()), values
+    assert values["train.class_weight"] == '{"0": 2.0, "1": 3, "c2": 1}'
+    assert values["train.optimizer_args"] == \
+        """{"extra": {"'1'": "b", "'x'": "b'hi'", "1": "a"}, "global_clipnorm": NaN, "name": "2020-01-01"}"""
+    assert values["train.loss"] == \
+        '{"SparseCategoricalCrossentropy": {"from_logits": false, "name": {"2": "two", "None": 0, "b": 1}}}'
+    assert hparam_values(make_recipe(AWKWARD), RunDir(tmp_path / "tb" / "t0"), model, _data(classes=10)) == values
+    import tensorflow as tf
+
+    with tf.summary.create_file_writer(str(tmp_path / "logs")).as_default():
+        write_hparams(recipe, RunDir(tmp_path / "tb" / "t0"), model, _data(classes=10))
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        events(tmp_path / "logs").SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content)
+    assert start.hparams["train.class_weight"].string_value == values["train.class_weight"]
+
+
+@pytest.mark.parametrize(("shape", "images"), [
+    ((8, 8, 1), True), ((32, 32, 3), True), ((32, 32, 4), True), ((None, None, 3), True),
+    ((8, 8), False),  # (h, w) or (time steps, features): cannot be told apart, so never drawn
+    ((28, 28), False), ((16, 3), False), ((8, 8, 2), False), ((4, 8, 8, 1), False), ((64,), False),
+])
+def test_shows_images_only_for_h_w_c_with_1_3_or_4_channels(shape, images):
+    assert shows_images(shape) is images
+
+
+def test_an_lstm_over_digit_rows_gets_no_input_grid(tmp_path):
+    """Digits as 8 rows of 8 pixels (input [8, 8]): a sequence to the model, so not drawn as images."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=digits.images.astype("float32") / 16, y=digits.target)
+    recipe = make_recipe(CONV.replace("input: [8, 8, 1]", "input: [8, 8]").replace(
+        "    - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}\n    - Flatten\n",
+        "    - LSTM: {units: 8}\n").replace("  augment:", f"  source: npz\n  path: {tmp_path / 'digits.npz'}\n  #"))
+    data = build_datasets(recipe)
+    assert tuple(data.element_shape) == (8, 8) and "train" in data.raw
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(8), keras.layers.Dense(10)])
+    callback = EpochImages(str(tmp_path), recipe=recipe, run=RunDir(tmp_path), model=model, data=data)
+    assert callback.inputs is None and callback.conv is None
+    image_recipe = make_recipe(CONV.replace("  augment:", "  #"))
+    image_model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    grid = EpochImages(str(tmp_path), recipe=image_recipe, run=RunDir(tmp_path), model=image_model,
+                       data=build_datasets(image_recipe)).inputs
+    assert grid is not None and grid[0].shape == (16, 8, 8, 1)
