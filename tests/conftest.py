@@ -22,6 +22,33 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     )
 
 
+def invoke(*args: str):
+    """Run ``cnnctl ARGS`` in-process (CliRunner); assert exit 0; the parsed JSON with --json, else stdout."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cnnctl.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def invoke_fails(*args: str) -> str:
+    """Run ``cnnctl ARGS`` in-process; assert exit 2, one ``error:`` line (maybe followed by a list), no
+    traceback; return stderr."""
+    from click.testing import CliRunner
+
+    from cnnctl.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert sum(line.startswith("error: ") for line in result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr
+
+
 @pytest.fixture
 def write_recipe(tmp_path: Path):
     """Write YAML text to a file in tmp_path and return its path."""

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from cnnctl.cli import main
 from tests import datafiles as files
-from tests.conftest import run_cli
+from tests.conftest import invoke, invoke_fails, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +46,6 @@ log: {tensorboard: false}
 CLASSES = ["one", "two", "zero"]  # folder names, sorted
 
 
-def cli(*args: str) -> dict | str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout) if "--json" in args else result.stdout
-
-
-def fails(*args: str) -> str:
-    """The error (one ``error:`` line, maybe followed by a list) of a command that must exit 2."""
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    return result.stderr
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, Path]:
     """(project folder, run directory) of a trained 3-class run over 20x20 RGB images."""
@@ -80,7 +62,7 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_eval_reports_per_class_scores_and_the_confusion_matrix(project):
     _, run = project
-    report = cli("eval", str(run), "--json")
+    report = invoke("eval", str(run), "--json")
     trained = json.loads((run / "metrics.json").read_text())
     assert report["examples"] == trained["examples"]["test"] == 60
     assert report["metrics"]["accuracy"] == pytest.approx(trained["test"]["accuracy"], abs=1e-6)
@@ -99,7 +81,7 @@ def test_eval_writes_the_matrix_as_png_report_and_tensorboard_image(project):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, run = project
-    printed = cli("eval", str(run), "--split", "validation")
+    printed = invoke("eval", str(run), "--split", "validation")
     png = run / "eval" / "validation" / "confusion_matrix.png"
     assert f"confusion matrix: {png}" in printed
     assert "rows: true class" in printed and "macro avg" in printed
@@ -122,7 +104,7 @@ def test_eval_on_a_folder_matches_classes_by_name(project, tmp_path):
     root, run = project
     only_two = tmp_path / "only_two"
     shutil.copytree(root / "photos" / "two", only_two / "two")
-    report = cli("eval", str(run), "--data", str(only_two), "--json")
+    report = invoke("eval", str(run), "--data", str(only_two), "--json")
     cm = np.array(report["outputs"][0]["confusion_matrix"])
     count = len(list((only_two / "two").iterdir()))
     assert report["examples"] == count and cm.sum() == count
@@ -133,7 +115,7 @@ def test_eval_on_a_folder_matches_classes_by_name(project, tmp_path):
 def test_eval_on_another_recipe_maps_its_class_order(project, tmp_path):
     """The same images through a recipe that lists the classes in another order give the same matrix."""
     root, run = project
-    everything = cli("eval", str(run), "--data", str(root / "photos"), "--json")
+    everything = invoke("eval", str(run), "--data", str(root / "photos"), "--json")
     other = tmp_path / "other.yaml"
     other.write_text(textwrap.dedent(f"""\
         name: other
@@ -145,7 +127,7 @@ def test_eval_on_another_recipe_maps_its_class_order(project, tmp_path):
           split: {{validation: 0, test: 0}}
         model: {{input: [20, 20, 3], layers: [Flatten, {{Dense: {{units: 3}}}}]}}
         """))
-    reordered = cli("eval", str(run), "--data", str(other), "--split", "train", "--json")
+    reordered = invoke("eval", str(run), "--data", str(other), "--split", "train", "--json")
     assert reordered["examples"] == everything["examples"] == 300
     assert reordered["outputs"][0]["confusion_matrix"] == everything["outputs"][0]["confusion_matrix"]
     assert reordered["metrics"]["accuracy"] == pytest.approx(everything["metrics"]["accuracy"], abs=1e-6)
@@ -154,20 +136,20 @@ def test_eval_on_another_recipe_maps_its_class_order(project, tmp_path):
 def test_eval_refuses_unknown_classes_and_missing_data(project, tmp_path):
     root, run = project
     shutil.copytree(root / "photos" / "one", tmp_path / "mixed" / "seven")
-    assert "seven is not a class of the model (one, two, zero)" in fails("eval", str(run), "--data",
+    assert "seven is not a class of the model (one, two, zero)" in invoke_fails("eval", str(run), "--data",
                                                                         str(tmp_path / "mixed"))
-    assert "does not exist" in fails("eval", str(run), "--data", str(tmp_path / "nowhere"))
-    assert "no such run directory or model file" in fails("eval", str(tmp_path / "norun"))
+    assert "does not exist" in invoke_fails("eval", str(run), "--data", str(tmp_path / "nowhere"))
+    assert "no such run directory or model file" in invoke_fails("eval", str(tmp_path / "norun"))
 
 
 def test_predict_gives_each_image_the_same_answer_alone_as_in_a_batch(project):
     root, run = project
-    together = cli("predict", str(run), str(root / "photos"), "--top-k", "3", "--json")["predictions"]
+    together = invoke("predict", str(run), str(root / "photos"), "--top-k", "3", "--json")["predictions"]
     assert len(together) == 300
     by_file = {p["input"]: p["outputs"]["shapes"]["top"] for p in together}
     for name in ("zero/0000.png", "one/0001.png", "two/0002.png"):
         path = str(root / "photos" / name)
-        (alone,) = cli("predict", str(run), path, "--top-k", "3", "--json")["predictions"]
+        (alone,) = invoke("predict", str(run), path, "--top-k", "3", "--json")["predictions"]
         top = alone["outputs"]["shapes"]["top"]
         assert [t["class"] for t in top] == [t["class"] for t in by_file[path]]
         assert [t["probability"] for t in top] == pytest.approx([t["probability"] for t in by_file[path]], abs=1e-6)
@@ -177,9 +159,9 @@ def test_predict_gives_each_image_the_same_answer_alone_as_in_a_batch(project):
 def test_predict_decodes_and_preprocesses_as_training_did(project):
     """Predict's accuracy on every image equals eval's on the same folder (through the training pipeline)."""
     root, run = project
-    predictions = cli("predict", str(run), str(root / "photos"), "--top-k", "1", "--json")["predictions"]
+    predictions = invoke("predict", str(run), str(root / "photos"), "--top-k", "1", "--json")["predictions"]
     right = sum(Path(p["input"]).parent.name == p["outputs"]["shapes"]["top"][0]["class"] for p in predictions)
-    evaluated = cli("eval", str(run), "--data", str(root / "photos"), "--json")
+    evaluated = invoke("eval", str(run), "--data", str(root / "photos"), "--json")
     assert right / len(predictions) == pytest.approx(evaluated["metrics"]["accuracy"], abs=1e-6)
     assert {p["outputs"]["shapes"]["top"][0]["class"] for p in predictions} <= set(CLASSES)  # names, not indices
 
@@ -189,25 +171,25 @@ def test_predict_reads_npy_stacks_like_the_images_they_hold(project, tmp_path):
     paths = [root / "photos" / "zero" / "0000.png", root / "photos" / "two" / "0002.png"]
     stack = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
     np.save(tmp_path / "two.npy", stack)
-    from_images = cli("predict", str(run), *map(str, paths), "--json")["predictions"]
-    from_array = cli("predict", str(run), str(tmp_path / "two.npy"), "--json")["predictions"]
+    from_images = invoke("predict", str(run), *map(str, paths), "--json")["predictions"]
+    from_array = invoke("predict", str(run), str(tmp_path / "two.npy"), "--json")["predictions"]
     assert [p["input"] for p in from_array] == [f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]"]
     for image, array in zip(from_images, from_array, strict=True):
         assert image["outputs"] == array["outputs"]
-    printed = cli("predict", str(run), str(paths[0]), "--top-k", "2")
+    printed = invoke("predict", str(run), str(paths[0]), "--top-k", "2")
     (line,) = printed.splitlines()
     assert line.startswith(str(paths[0])) and len(line.split()) == 5  # file, then two (class, probability)
 
 
 def test_predict_refuses_bad_inputs_with_one_message(project, tmp_path):
     root, run = project
-    assert "did you mean" in fails("predict", str(run), str(root / "photos" / "zero" / "000.png"))
+    assert "did you mean" in invoke_fails("predict", str(run), str(root / "photos" / "zero" / "000.png"))
     (tmp_path / "notes.txt").write_text("hello")
-    assert "cnnctl predicts on images" in fails("predict", str(run), str(tmp_path / "notes.txt"))
+    assert "cnnctl predicts on images" in invoke_fails("predict", str(run), str(tmp_path / "notes.txt"))
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    assert "broken.png" in fails("predict", str(run), str(tmp_path / "broken.png"))
+    assert "broken.png" in invoke_fails("predict", str(run), str(tmp_path / "broken.png"))
     np.save(tmp_path / "wrong.npy", np.zeros((4, 4)))
-    assert "of shape [20, 20, 3]" in fails("predict", str(run), str(tmp_path / "wrong.npy"))
+    assert "of shape [20, 20, 3]" in invoke_fails("predict", str(run), str(tmp_path / "wrong.npy"))
 
 
 def test_the_installed_command_predicts_a_file(project):

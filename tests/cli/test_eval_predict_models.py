@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from cnnctl.cli import main
 from tests import datafiles as files
+from tests.conftest import invoke, invoke_fails
 
 pytestmark = pytest.mark.slow
 
@@ -63,19 +62,6 @@ log: {{tensorboard: false}}
 """
 
 
-def cli(*args: str):
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout) if "--json" in args else result.stdout
-
-
-def fails(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output and result.stderr.count("error: ") == 1, result.stderr
-    return result.stderr
-
-
 def train_text(text: str, runs: Path) -> Path:
     from cnnctl.recipe import load_recipe_text
     from cnnctl.train import train
@@ -103,7 +89,7 @@ def test_predict_applies_softmax_only_to_the_output_that_gives_logits(heads, tmp
     x, _ = files.digits(5)
     stack = (x / 255.0).astype("float32")[..., None]  # the digits source stores 0..1
     np.save(tmp_path / "five.npy", stack)
-    result = cli("predict", str(heads), str(tmp_path / "five.npy"), "--top-k", "10", "--json")
+    result = invoke("predict", str(heads), str(tmp_path / "five.npy"), "--top-k", "10", "--json")
     early, final = (np.asarray(o) for o in keras.saving.load_model(heads / "model.keras")(stack))
     for i, item in enumerate(result["predictions"]):
         got = {name: {t["index"]: t["probability"] for t in out["top"]} for name, out in item["outputs"].items()}
@@ -113,7 +99,7 @@ def test_predict_applies_softmax_only_to_the_output_that_gives_logits(heads, tmp
 
 
 def test_eval_reports_each_output_of_a_two_output_model(heads):
-    report = cli("eval", str(heads), "--json")
+    report = invoke("eval", str(heads), "--json")
     trained = json.loads((heads / "metrics.json").read_text())["test"]
     assert [o["output"] for o in report["outputs"]] == ["early", "final"]
     for output in report["outputs"]:
@@ -128,14 +114,14 @@ def test_eval_reports_each_output_of_a_two_output_model(heads):
 def test_a_digits_model_reads_8_bit_images_on_its_own_scale(heads, tmp_path):
     """Digits are stored 0..1: PNGs (0..255) are rescaled by predict and by eval --data, as their docs say."""
     pngs = digit_pngs(tmp_path / "pngs")
-    evaluated = cli("eval", str(heads), "--data", str(pngs), "--json")
+    evaluated = invoke("eval", str(heads), "--data", str(pngs), "--json")
     digits = tmp_path / "digits.yaml"
     digits.write_text(TWO_HEADS.replace("data: {batch_size: 64}", "data: {split: {validation: 0, test: 0}}"))
-    reference = cli("eval", str(heads), "--data", str(digits), "--split", "train", "--json")
+    reference = invoke("eval", str(heads), "--data", str(digits), "--split", "train", "--json")
     accuracy = evaluated["metrics"]["final_accuracy"]
     assert accuracy > 0.8  # 0..255 fed to a 0..1 model would be near chance (0.1)
     assert accuracy == pytest.approx(reference["metrics"]["final_accuracy"], abs=0.05)
-    predicted = cli("predict", str(heads), str(pngs), "--top-k", "1", "--json")["predictions"]
+    predicted = invoke("predict", str(heads), str(pngs), "--top-k", "1", "--json")["predictions"]
     right = sum(Path(p["input"]).parent.name == p["outputs"]["final"]["top"][0]["class"] for p in predicted)
     assert right / len(predicted) == pytest.approx(accuracy, abs=1e-6)
 
@@ -143,48 +129,48 @@ def test_a_digits_model_reads_8_bit_images_on_its_own_scale(heads, tmp_path):
 def test_model_files_inside_a_run_bring_its_record_and_outside_take_stored_values(heads, tmp_path):
     x, _ = files.digits(3)
     np.save(tmp_path / "three.npy", (x / 255.0).astype("float32")[..., None])
-    from_run = cli("predict", str(heads), str(tmp_path / "three.npy"), "--json")["predictions"]
+    from_run = invoke("predict", str(heads), str(tmp_path / "three.npy"), "--json")["predictions"]
     shutil.copy(heads / "model.keras", heads / "copy.keras")
     shutil.copy(heads / "model.keras", tmp_path / "alone.keras")
-    inside = cli("predict", str(heads / "copy.keras"), str(tmp_path / "three.npy"), "--json")["predictions"]
-    alone = cli("predict", str(tmp_path / "alone.keras"), str(tmp_path / "three.npy"), "--json")["predictions"]
+    inside = invoke("predict", str(heads / "copy.keras"), str(tmp_path / "three.npy"), "--json")["predictions"]
+    alone = invoke("predict", str(tmp_path / "alone.keras"), str(tmp_path / "three.npy"), "--json")["predictions"]
     assert inside == from_run
     for a, b in zip(alone, from_run, strict=True):  # no recipe: the logits are recognised by their values
         mine, theirs = a["outputs"]["early"]["top"], b["outputs"]["early"]["top"]
         assert [t["class"] for t in mine] == [t["class"] for t in theirs]
         assert [t["probability"] for t in mine] == pytest.approx([t["probability"] for t in theirs], abs=1e-6)
-    assert "--data" in fails("eval", str(tmp_path / "alone.keras"))
+    assert "--data" in invoke_fails("eval", str(tmp_path / "alone.keras"))
 
 
 def test_inputs_that_are_not_what_they_say_are_refused(heads, tmp_path):
     np.savez(tmp_path / "archive.npy", x=np.zeros((2, 8, 8, 1)))
     (tmp_path / "archive.npy.npz").rename(tmp_path / "archive.npy")  # numpy adds .npz; a user renamed it
-    assert "is an .npz archive" in fails("predict", str(heads), str(tmp_path / "archive.npy"))
+    assert "is an .npz archive" in invoke_fails("predict", str(heads), str(tmp_path / "archive.npy"))
     run = tmp_path / "run"
     shutil.copytree(heads, run)
     (run / "data.json").write_text('{"class_names": ["0"')
-    assert "data.json is damaged" in fails("predict", str(run), str(tmp_path / "archive.npy"))
+    assert "data.json is damaged" in invoke_fails("predict", str(run), str(tmp_path / "archive.npy"))
 
 
 def test_eval_on_a_folder_with_only_a_test_folder_and_hidden_folders(heads, tmp_path):
     pngs = digit_pngs(tmp_path / "pngs" / "test", count=60)
     (pngs / ".ipynb_checkpoints").mkdir()
-    report = cli("eval", str(heads), "--data", str(tmp_path / "pngs"), "--json")
+    report = invoke("eval", str(heads), "--data", str(tmp_path / "pngs"), "--json")
     assert report["examples"] == 60
-    assert "has no validation folder" in fails("eval", str(heads), "--data", str(tmp_path / "pngs"),
+    assert "has no validation folder" in invoke_fails("eval", str(heads), "--data", str(tmp_path / "pngs"),
                                                "--split", "validation")
 
 
 def test_binary_sigmoid_models_show_both_classes(tmp_path):
     images = files.write_image_dir(tmp_path / "photos", count=240, classes=2, size=12, formats=("png",))
     run = train_text(textwrap.dedent(BINARY.format(path=images)), tmp_path / "runs")
-    report = cli("eval", str(run), "--json")
+    report = invoke("eval", str(run), "--json")
     (output,) = report["outputs"]
     cm = np.array(output["confusion_matrix"])
     assert output["classes"] == ["one", "zero"] and cm.shape == (2, 2) and cm.sum() == report["examples"]
     assert np.trace(cm) / cm.sum() == pytest.approx(report["metrics"]["accuracy"], abs=1e-6)
     assert report["metrics"]["accuracy"] > 0.8
-    predicted = cli("predict", str(run), str(images), "--top-k", "2", "--json")["predictions"]
+    predicted = invoke("predict", str(run), str(images), "--top-k", "2", "--json")["predictions"]
     right = sum(Path(p["input"]).parent.name == p["outputs"]["binary"]["top"][0]["class"] for p in predicted)
     assert right / len(predicted) > 0.8  # a sigmoid read as one class would call every image "one"
     for p in predicted:
