@@ -233,6 +233,11 @@ def export(fmt: str, run: str, out: str | None, force: bool, quantize: str | Non
     Keras on held-out data; record the result in RUN/metrics.json."""
     from cnnctl.rundir import resolve_run
 
+    if quantize is not None and fmt != "tflite":  # before TensorFlow loads: a flag mistake is told at once
+        raise click.BadParameter(f"only tflite exports are quantized, not {fmt}", param_hint="--quantize")
+    if fmt == "keras" and out is not None and not out.endswith(".keras"):
+        raise click.BadParameter(f"{out}: a Keras export is a .keras file; give a name ending in .keras",
+                                 param_hint="--out")
     run_dir = resolve_run(run, runs_dir)
     import_tensorflow()
     from cnnctl.export import export_run
@@ -254,14 +259,20 @@ def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
 
     url, stop = start(runs_dir, port=port, host=host)
     click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
-    try:
-        import time
+    import threading
+    import time
 
+    try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        stop()
+        stopping = threading.Thread(target=stop, daemon=True)
+        stopping.start()
+        stopping.join(timeout=5)  # a request or TensorBoard's loader thread must not keep the server alive
         click.echo("TensorBoard stopped", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # Ctrl-C is how this command ends: exit 0, without waiting for TensorBoard's threads
 
 
 if __name__ == "__main__":  # pragma: no cover

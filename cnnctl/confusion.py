@@ -64,13 +64,14 @@ def per_class(cm: np.ndarray, class_names: Sequence[str]) -> list[dict]:
 def summary(cm: np.ndarray) -> dict:
     """Accuracy and the macro and weighted averages of precision, recall and F1 (scikit-learn's definitions).
 
-    Macro averages every class with equal weight, including classes absent from the
-    labels (as scikit-learn does when given ``labels=range(num_classes)``); weighted
-    averages by support.
+    Macro averages with equal weight the classes that occur, as a label or as a
+    prediction (scikit-learn's default), so a data set holding only some of the
+    model's classes is not marked down for the others; weighted averages by support.
     """
     cm = np.asarray(cm)
     total = int(cm.sum())
-    precision, recall, f1, support = _prf(cm)
+    occurs = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    precision, recall, f1, support = (v[occurs] for v in _prf(cm))
     weights = support / total if total else np.zeros_like(precision)
     out: dict = {"accuracy": float(np.trace(cm) / total) if total else 0.0, "examples": total}
     for average, w in (("macro", None), ("weighted", weights)):

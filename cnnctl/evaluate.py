@@ -86,7 +86,8 @@ def evaluate(target: str, split: str = "test", data: str | None = None, *, runs_
         "metrics": _metrics(loaded, y_true, predicted), "outputs": outputs,
     }
     if write and loaded.run is not None:
-        _write(loaded.run, chosen.name, result, loaded)
+        stem = Path(loaded.source).stem
+        _write(loaded.run, chosen.name if stem == "model" else f"{chosen.name}-{stem}", result, loaded)
     return result
 
 
@@ -248,7 +249,7 @@ def _write(run: RunDir, name: str, result: dict, loaded: RunModel) -> None:
     several = len(result["outputs"]) > 1
     images = {}
     for output in result["outputs"]:
-        title = f"{Path(loaded.source).name} on {result['data']}" + (f", output {output['output']}" if several else "")
+        title = f"{Path(loaded.source).name}, {name}" + (f", output {output['output']}" if several else "")
         image = render_confusion(np.array(output["confusion_matrix"]), output["classes"], title=title)
         png = folder / (f"confusion_matrix_{output['output']}.png" if several else "confusion_matrix.png")
         write_png(image, png)
@@ -273,7 +274,9 @@ def format_eval(result: dict) -> list[str]:
         lines.append("")
         if len(result["outputs"]) > 1:
             lines.append(f"output {output['output']}:")
-        rows = [[c["name"], c["precision"], c["recall"], c["f1"], c["support"]] for c in output["per_class"]]
+        predicted = np.asarray(output["confusion_matrix"]).sum(axis=0)
+        rows = [[c["name"], c["precision"], c["recall"], c["f1"], c["support"]] if c["support"] or predicted[i] else
+                [c["name"], "-", "-", "-", 0] for i, c in enumerate(output["per_class"])]  # absent: not averaged
         s = output["summary"]
         rows += [[f"{average} avg", *(s[f"{average}_{m}"] for m in ("precision", "recall", "f1")), s["examples"]]
                  for average in ("macro", "weighted")]

@@ -151,7 +151,9 @@ def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "mo
         return load_run_model(run, path.resolve().relative_to(run.path.resolve()))
     model = load_keras_model(path)
     shape = tuple(model.inputs[0].shape[1:])
-    record = {"class_names": [], "stored": {"shape": list(shape), "dtype": "float32"}}
+    labels = path.with_suffix(".labels.txt")  # written beside every export (cnnctl.export.labels_path)
+    names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
+    record = {"class_names": names, "stored": {"shape": list(shape), "dtype": "float32"}}
     return RunModel(model, model, None, record, str(path))
 
 

@@ -76,6 +76,7 @@ def format_export(record: dict[str, Any]) -> list[str]:
         f"{label}: {record['path']}",
         f"  input '{record['input']}' {record['input_dtype']} {record['input_shape']}; "
         f"outputs {', '.join(record['outputs'])}{signature}",
+        f"  class names: {record['labels']}",
         f"  checked against Keras with {record['runtime']} on {record['checked_examples']} {record['split']} "
         f"examples: {_checked(record)}",
     ]

@@ -145,12 +145,15 @@ def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets,
             written["computed_in"] = f"float32 (the {mixed} model's float32 twin)"
         artifact = _load(spec, tmp)
         check = compare(artifact, serving, data, _tolerance(spec, mixed), what)
+        labels = write_labels(data.class_names, tmp if tmp.is_dir() else target, artifact_folder=tmp.is_dir())
         _replace(tmp, target)
     finally:
         _remove(tmp)
-    record = {"format": spec.format, "quantize": spec.quantize, "path": str(target),
+    labels = target / labels.name if target.is_dir() else labels
+    record = {"format": spec.format, "quantize": spec.quantize, "path": str(target.resolve()),
               "input": artifact.input, "input_shape": [None, *serving.inputs[0].shape[1:]], "input_dtype": "float32",
               "outputs": artifact.outputs, "model_outputs": _output_layers(serving.layers[-1]),
+              "labels": str(labels.resolve()),
               "signature": None, **artifact.details, **written,
               "runtime": artifact.runtime, **check, "bytes": _size(target),
               "seconds": round(time.perf_counter() - started, 2)}
@@ -158,6 +161,18 @@ def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets,
     exports[spec.label] = record
     run.update_json("metrics.json", exports=exports)
     return record
+
+
+def labels_path(artifact: Path, *, folder: bool) -> Path:
+    """Where an export's class names go: ``savedmodel/labels.txt``, ``model.tflite`` -> ``model.labels.txt``."""
+    return artifact / "labels.txt" if folder else artifact.with_suffix(".labels.txt")
+
+
+def write_labels(class_names: list[str], artifact: Path, *, artifact_folder: bool) -> Path:
+    """The class names, one per line, in the order of the outputs' class axis."""
+    from cnnctl.rundir import atomic_write_text
+
+    return atomic_write_text(labels_path(artifact, folder=artifact_folder), "".join(f"{n}\n" for n in class_names))
 
 
 def inference_graph(serving: keras.Model) -> keras.Model:

@@ -10,10 +10,12 @@ digits run (with export: in its recipe) is shared by most tests.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -174,6 +176,18 @@ def test_keras_export_reloads_in_safe_mode_and_is_recognised_as_a_serving_model(
     np.testing.assert_allclose(np.asarray(model(raw)), expected, atol=1e-5, rtol=1e-4)  # no training=False needed
     loaded = load_model_or_run(str(path))
     assert loaded.serving.name == model.name and loaded.class_names == [str(d) for d in range(10)]
+
+
+def test_every_export_carries_its_class_names_and_a_copy_outside_the_run_uses_them(run, tmp_path):
+    from cnnctl.inference import load_model_or_run
+
+    names = [str(d) for d in range(10)]
+    for label, record in exports(run).items():
+        assert Path(record["labels"]).read_text().splitlines() == names, label
+    assert (run / "export" / "savedmodel" / "labels.txt").is_file()
+    shutil.copy(run / "export" / "serving.keras", tmp_path / "shipped.keras")
+    shutil.copy(run / "export" / "serving.labels.txt", tmp_path / "shipped.labels.txt")
+    assert load_model_or_run(str(tmp_path / "shipped.keras")).class_names == names
 
 
 @pytest.mark.slow
