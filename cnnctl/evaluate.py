@@ -9,7 +9,6 @@ folder holding only some of the classes is fine.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from cnnctl.inference import (
     output_names,
     outputs_are_logits,
     preprocessing_layers,
+    warn_if_changed,
 )
 from cnnctl.recipe import load_recipe, load_recipe_text
 from cnnctl.recipe.load import dump_recipe
@@ -131,7 +131,7 @@ def eval_data(loaded: RunModel, split: str, data: str | None) -> EvalData:
             raise UserError(f"{loaded.source} is not inside a run, so it has no data of its own; "
                             "give --data RECIPE (a recipe whose data to use) or --data DIR (class folders)")
         own = _from_recipe(loaded, loaded.recipe, split, "its own data", split)
-        _warn_if_changed(loaded, split, own.examples)
+        warn_if_changed(loaded.record, split, own.examples)
         return own
     path = Path(data)
     if path.is_dir():
@@ -140,14 +140,6 @@ def eval_data(loaded: RunModel, split: str, data: str | None) -> EvalData:
         return _from_recipe(loaded, load_recipe(str(path)), split, str(path), f"{path.stem}-{split}")
     what = "does not exist" if not path.exists() else "is neither a recipe (.yaml) nor a folder"
     raise UserError(f"--data {data} {what}; give a recipe file whose data to use, or a folder of class folders")
-
-
-def _warn_if_changed(loaded: RunModel, split: str, examples: int) -> None:
-    """The run's own split is carved again from the data as it is now: say so if it is not what training had."""
-    trained = loaded.record.get("sizes", {}).get(split)
-    if trained is not None and trained != examples:
-        print(f"warning: the {split} split now has {examples} examples, {trained} at training time: the data "
-              "changed, so the split may now hold examples the model was trained on", file=sys.stderr)
 
 
 def _from_recipe(loaded: RunModel, recipe, split: str, what: str, name: str) -> EvalData:

@@ -16,6 +16,7 @@ loading an export give the values as stored (pixels 0-255, decoded and resized t
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,14 @@ def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "mo
     return RunModel(model, model, None, record, str(path))
 
 
+def warn_if_changed(record: dict, split: str, examples: int) -> None:
+    """A run's own split is carved again from the data as it is now: say so if it is not what training had."""
+    trained = record.get("sizes", {}).get(split)
+    if trained is not None and trained != examples:
+        print(f"warning: the {split} split now has {examples} examples, {trained} at training time: the data "
+              "changed, so the split may now hold examples the model was trained on", file=sys.stderr)
+
+
 def to_stored_range(pixels: np.ndarray, record: dict) -> np.ndarray:
     """8-bit pixel values (0-255) put on the scale the run's data was stored in (e.g. digits: 0-1)."""
     low, high = record["stored"].get("value_range", (0.0, 255.0))
@@ -172,13 +181,16 @@ def output_names(model: keras.Model) -> list[str]:
 
 def outputs_are_logits(loaded: RunModel) -> list[bool | None]:
     """Per output, whether the recipe's loss takes logits (``from_logits: true``); None without a recipe."""
-    count = len(loaded.model.outputs)
-    if loaded.recipe is None:
+    return logits_of(loaded.recipe, len(loaded.model.outputs))
+
+
+def logits_of(recipe: Recipe | None, count: int) -> list[bool | None]:
+    """Per output of the recipe's model (``count`` of them), whether its loss takes logits; None without one."""
+    if recipe is None:
         return [None] * count
     from cnnctl.recipe.graph import split_spec
     from cnnctl.recipe.train_spec import per_output
 
-    recipe = loaded.recipe
     names = recipe.graph.output_names
     loss = recipe.train.loss
     specs = [loss.get(name, "") for name in names] if per_output(loss, names) else [loss] * len(names)

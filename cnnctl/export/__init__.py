@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from cnnctl.data import Datasets
-from cnnctl.errors import UserError
-from cnnctl.export.check import Tolerance, compare, representative
+from cnnctl.errors import CnnctlError, UserError, first_line
+from cnnctl.export.check import Tolerance, compare, held_out, representative
 from cnnctl.recipe.export_spec import ExportSpec, export_spec
 from cnnctl.rundir import RECIPE, RunDir
 
@@ -34,7 +35,7 @@ DEFAULT_PATHS = {"savedmodel": "savedmodel", "keras": "serving.keras", "tflite":
 
 # Float formats match elementwise; quantized ones by the class they predict. Measured figures: docs/export.md.
 TOLERANCES = {
-    "float": Tolerance(atol=1e-5, rtol=1e-4),  # float32 throughout: measured <= 1e-6
+    "float": Tolerance(atol=1e-5, rtol=1e-4),  # float32 throughout: measured <= 1.1e-6
     "mixed_float16": Tolerance(atol=5e-3, rtol=1e-2),  # a float16 Keras model: measured <= 1.3e-3
     "mixed_bfloat16": Tolerance(atol=4e-2, rtol=5e-2),  # bfloat16 keeps 8 bits of mantissa: measured <= 1.1e-2
     "dynamic": Tolerance(agreement=0.97, accuracy_drop=0.02),
@@ -51,29 +52,31 @@ def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = Fals
     ``UserError`` for a wrong format, option or target, ``CnnctlError`` when the
     export does not match the Keras model.
     """
-    from cnnctl.inference import load_run_model, run_datasets
+    from cnnctl.inference import load_run_model, outputs_are_logits, run_datasets, warn_if_changed
 
     spec = _spec(fmt, quantize)
     require_runtime(spec)
     export_target(spec, run, out, force)  # fail fast, before loading anything
     with run.locked():
         loaded = load_run_model(run)
-        return _export(spec, run, loaded.serving, run_datasets(run, loaded.recipe), out=out, force=force)
+        data = run_datasets(run, loaded.recipe)
+        split, _ = held_out(data)
+        warn_if_changed(loaded.record, split, data.sizes[split])
+        return _export(spec, run, loaded.serving, data, out=out, force=force, logits=outputs_are_logits(loaded))
 
 
-def write_export(fmt: str | ExportSpec, run: RunDir, model: keras.Model, data: Datasets, *,
-                 out: str | None = None, force: bool = False, quantize: str | None = None) -> dict:
-    """Export a trained ``model`` of ``run`` (behind the run's preprocessing); the caller holds the run's lock.
-
-    ``fmt`` is a format name or an entry of the recipe's ``export`` list.
+def write_export(fmt: str | ExportSpec, run: RunDir, model: keras.Model, data: Datasets) -> dict:
+    """Export a trained ``model`` of ``run`` (behind the run's preprocessing) to its default path, replacing an
+    earlier one; the caller holds the run's lock. ``fmt`` is a format name or an entry of the recipe's ``export``.
     """
-    from cnnctl.inference import serving_model
+    from cnnctl.inference import logits_of, serving_model
     from cnnctl.recipe import load_recipe
 
-    spec = _spec(fmt, quantize)
+    spec = _spec(fmt, None)
     require_runtime(spec)
-    serving = serving_model(model, load_recipe(str(run / RECIPE)), run.read_json("data.json"))
-    return _export(spec, run, serving, data, out=out, force=force)
+    recipe = load_recipe(str(run / RECIPE))
+    serving = serving_model(model, recipe, run.read_json("data.json"))
+    return _export(spec, run, serving, data, out=None, force=True, logits=logits_of(recipe, len(model.outputs)))
 
 
 def require_runtime(spec: str | ExportSpec) -> None:
@@ -104,12 +107,42 @@ def export_target(fmt: str | ExportSpec, run: RunDir, out: str | None, force: bo
     if not force:
         raise UserError(f"{target} exists; use --force to replace it, or --out for another path")
     folder = spec.format == "savedmodel"
-    if target.is_dir() != folder or (folder and not (target / "saved_model.pb").is_file()):
+    if target.is_dir() != folder or not _is_export(spec.format, target) or _is_run_file(target, run):
         what = "a folder" if target.is_dir() else "a file"
         kind = "a SavedModel folder" if folder else f"a {spec.format} file"
-        raise UserError(f"{target} is {what}, not {kind}; --force replaces only an earlier export: "
-                        "give --out another path")
+        raise UserError(f"{target} is {what} that is not {kind} cnnctl exported; --force replaces only an earlier "
+                        "export: give --out another path")
     return target
+
+
+def _is_export(fmt: str, path: Path) -> bool:
+    """Does ``path`` hold what a ``fmt`` export writes (by its content, not its name)?"""
+    if fmt == "savedmodel":
+        return (path / "saved_model.pb").is_file()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    if fmt == "tflite":
+        return head[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    if fmt == "keras":
+        import zipfile
+
+        return zipfile.is_zipfile(path) and "config.json" in zipfile.ZipFile(path).namelist()
+    try:  # onnx: a protobuf that parses as an ONNX model with a graph
+        import onnx
+
+        return len(onnx.load(str(path), load_external_data=False).graph.node) > 0
+    except Exception:  # not protobuf, or not ONNX
+        return False
+
+
+def _is_run_file(path: Path, run: RunDir) -> bool:
+    """The run's own files (model.keras, best.keras, recipe.yaml, ...) are never export targets."""
+    from cnnctl.callbacks import RUN_FILES
+
+    return path.resolve().parent == run.path.resolve() and path.name in RUN_FILES
 
 
 def _spec(fmt: str | ExportSpec, quantize: str | None) -> ExportSpec:
@@ -126,7 +159,7 @@ def _spec(fmt: str | ExportSpec, quantize: str | None) -> ExportSpec:
 
 
 def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets, *, out: str | None,
-            force: bool) -> dict:
+            force: bool, logits: list[bool | None]) -> dict:
     target = export_target(spec, run, out, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -140,11 +173,20 @@ def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets,
     mixed = _mixed_policy(serving)
     exported = float32_twin(serving) if mixed and spec.format in ("tflite", "onnx") else serving
     try:
-        written = _write(spec, exported, tmp, data)
-        if exported is not serving:
-            written["computed_in"] = f"float32 (the {mixed} model's float32 twin)"
-        artifact = _load(spec, tmp)
-        check = compare(artifact, serving, data, _tolerance(spec, mixed), what)
+        try:
+            written = _write(spec, exported, tmp, data)
+            if exported is not serving:
+                written["computed_in"] = f"float32 (the {mixed} model's float32 twin)"
+            artifact = _load(spec, tmp)
+        except (CnnctlError, UserError):
+            raise
+        except (OSError, tf.errors.PermissionDeniedError) as exc:
+            raise UserError(f"cannot write {what}: {getattr(exc, 'strerror', None) or first_line(exc)}; "
+                            "give --out a folder you can write to") from None
+        except Exception as exc:  # a converter or runtime that cannot take this model
+            raise CnnctlError(f"{spec.label} cannot take this model: {first_line(exc)}") from None
+        check = compare(artifact, serving, data, _tolerance(spec, mixed), what, logits=logits)
+        _warn_if_weak(check, spec)
         labels = write_labels(data.class_names, tmp if tmp.is_dir() else target, artifact_folder=tmp.is_dir())
         _replace(tmp, target)
     finally:
@@ -161,6 +203,20 @@ def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets,
     exports[spec.label] = record
     run.update_json("metrics.json", exports=exports)
     return record
+
+
+def _warn_if_weak(check: dict, spec: ExportSpec) -> None:
+    """A check on few examples, or on the examples the model trained on, says less than it seems."""
+    import sys
+
+    if check["split"] == "train":
+        calibrated = " (int8 also calibrated on its first examples)" if spec.quantize == "int8" else ""
+        print(f"warning: the {spec.label} export was checked on training examples{calibrated}: the run has no "
+              "validation or test split", file=sys.stderr)
+    elif check["checked_examples"] < 100:
+        print(f"warning: the {spec.label} export was checked on only {check['checked_examples']} "
+              f"{check['split']} examples; one disagreement is {1 / check['checked_examples']:.0%} of them",
+              file=sys.stderr)
 
 
 def labels_path(artifact: Path, *, folder: bool) -> Path:

@@ -66,16 +66,19 @@ def representative(data: Datasets, count: int) -> np.ndarray:
     return data.sample("train", count, raw=True)[0].astype("float32")
 
 
-def classes(outputs: np.ndarray) -> np.ndarray:
-    """Predicted classes: argmax of class scores, or ``> 0.5`` for one sigmoid unit (Keras's binary accuracy)."""
-    outputs = outputs.reshape(len(outputs), -1)
-    return (outputs[:, 0] > 0.5).astype("int64") if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+def classes(outputs: np.ndarray, logits: bool | None) -> np.ndarray:
+    """Predicted classes, as eval and predict read them: argmax of the class scores; one unit is [1 - p, p]."""
+    from cnnctl.inference import class_scores
+
+    return class_scores(outputs.reshape(len(outputs), -1), logits).argmax(axis=1)
 
 
-def compare(artifact: Artifact, serving: keras.Model, data: Datasets, tolerance: Tolerance, what: str) -> dict:
+def compare(artifact: Artifact, serving: keras.Model, data: Datasets, tolerance: Tolerance, what: str, *,
+            logits: list[bool | None] | None = None) -> dict:
     """Run both on the held-out examples; raise ``CnnctlError`` beyond ``tolerance``; return the figures.
 
-    ``what`` names the export in messages (e.g. "the tflite_int8 export for runs/x/export/model_int8.tflite").
+    ``what`` names the export in messages (e.g. "the tflite_int8 export for runs/x/export/model_int8.tflite");
+    ``logits``: per output, whether it gives logits (the recipe's loss says ``from_logits``).
     """
     split, batches = held_out(data)
     diffs = np.zeros(len(artifact.outputs))  # per output: max |export - keras| over every example
@@ -92,8 +95,9 @@ def compare(artifact: Artifact, serving: keras.Model, data: Datasets, tolerance:
             alone_diff = max(alone_diff, *(_max_diff(g, w) for g, w in zip(got_one, one, strict=True)))
         seen += len(x)
         labels.append(y.numpy().reshape(-1))
-        keras_classes.append([classes(w) for w in want])
-        export_classes.append([classes(g) for g in got])
+        flags = logits or [None] * len(want)
+        keras_classes.append([classes(w, f) for w, f in zip(want, flags, strict=True)])
+        export_classes.append([classes(g, f) for g, f in zip(got, flags, strict=True)])
     y = np.concatenate(labels)
     per_output = []
     for i, name in enumerate(artifact.outputs):

@@ -38,9 +38,20 @@ def write_tflite(serving: keras.Model, path: Path, quantize: str | None, calibra
         try:
             content = _convert(saved, quantize, calibration)
         except Exception as exc:  # the converter's ConverterError: an op TFLite has no built-in kernel for
-            raise CnnctlError(f"TFLite cannot convert this model: {first_line(exc)}") from None
+            raise CnnctlError(f"TFLite cannot convert this model: {_reason(exc)}") from None
     path.write_bytes(content)
     return {}
+
+
+def _reason(exc: Exception) -> str:
+    """The converter's complaint without its MLIR locations, and what to do when the cause is known."""
+    text = str(exc)
+    lines = [line for line in text.splitlines() if "error:" in line] or [first_line(exc)]
+    reason = lines[0].rsplit("): ", 1)[-1].strip()  # after 'loc(callsite(fused[...]))): '
+    if "TensorList" in text:
+        reason += ("; recurrent layers (LSTM, GRU, SimpleRNN) need `unroll: true` in the recipe for TFLite, "
+                   "or export savedmodel or onnx instead")
+    return reason
 
 
 def _convert(saved: str, quantize: str | None, calibration: np.ndarray | None) -> bytes:

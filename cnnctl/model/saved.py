@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 
+import cnnctl.model.custom_layers  # noqa: F401 (registers cnnctl's layers, so models that use them reload)
 from cnnctl.errors import UserError
 
 
