@@ -255,13 +255,18 @@ def export(fmt: str, run: str, out: str | None, force: bool, quantize: str | Non
 def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
     """Serve TensorBoard on RUNS_DIR (every run's logs) until Ctrl-C; print its address."""
     import_tensorflow()  # TensorBoard imports it; here its start-up notices are filtered out
-    from cnnctl.tbserver import start
-
-    url, stop = start(runs_dir, port=port, host=host)
-    click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
+    import signal
     import threading
     import time
 
+    from cnnctl.tbserver import start
+
+    # Ctrl-C (and a polite SIGTERM) stop the server, even when the shell started this command with SIGINT
+    # ignored, as a non-interactive shell does for a background job: Python then installs no handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    url, stop = start(runs_dir, port=port, host=host)
+    click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
     try:
         while True:
             time.sleep(3600)

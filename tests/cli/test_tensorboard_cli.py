@@ -68,11 +68,17 @@ def get_json(url: str, data: dict | None = None):
     return json.loads(get(url, json.dumps(data).encode() if data is not None else None))
 
 
-def start(runs_dir, port: int) -> tuple[subprocess.Popen, str, queue.Queue]:
-    """Start the command; return it, the address it printed, and its stdout lines to come."""
+def start(runs_dir, port: int, *, sigint_ignored: bool = False) -> tuple[subprocess.Popen, str, queue.Queue]:
+    """Start the command; return it, the address it printed, and its stdout lines to come.
+
+    ``sigint_ignored``: start it as a background job of a non-interactive shell does, with SIGINT ignored.
+    """
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    process = subprocess.Popen([sys.executable, "-m", "cnnctl", "tensorboard", str(runs_dir), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, "-m", "cnnctl", "tensorboard", str(runs_dir), "--port", str(port)]
+    if sigint_ignored:  # an ignored signal stays ignored across exec, as it does for a shell's background job
+        command = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.argv[1], sys.argv[1:])", *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     deadline = time.monotonic() + 90
@@ -151,6 +157,18 @@ def test_a_missing_runs_folder_is_a_user_error(tmp_path):
     result = run_cli("tensorboard", str(tmp_path / "nowhere"), timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "nowhere does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_it_even_when_started_with_sigint_ignored(runs):
+    """A background job of a non-interactive shell inherits SIGINT ignored; Ctrl-C must still stop the server."""
+    folder, _ = runs
+    process, url, _ = start(folder, free_port(), sigint_ignored=True)
+    try:
+        assert get_json(url + "data/runs") is not None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
 
 
 def test_train_with_tensorboard_serves_the_runs_while_it_trains(tmp_path):
