@@ -180,6 +180,9 @@ def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | No
 def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: bool, as_json: bool) -> None:  # noqa: PLR0917
     """Evaluate RUN (a run directory, or `latest`) or a .keras MODEL: metrics, per-class precision, recall
     and F1, and the confusion matrix (printed; PNG in RUN/eval/ and in TensorBoard)."""
+    _must_exist(target, "run directory or model file")
+    if data is not None:
+        _must_exist(data, "recipe or folder (--data)")
     import_tensorflow()
     from cnnctl.evaluate import evaluate as evaluate_model
     from cnnctl.evaluate import format_eval
@@ -198,10 +201,16 @@ def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: boo
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per input.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
 @click.option("--best", is_flag=True, help="Use best.keras instead of model.keras.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="An image that cannot be decoded stops predict (fail), or is left out with a warning (skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON on stdout.")
-def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, best: bool, as_json: bool) -> None:  # noqa: PLR0917
+def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, best: bool, on_error: str,  # noqa: PLR0917
+            as_json: bool) -> None:
     """Predict the classes of image files, folders of images, or .npy arrays with RUN's model (or a .keras
     MODEL), decoding and preprocessing them exactly as training did."""
+    _must_exist(target, "run directory or model file")
+    for given in inputs:
+        _must_exist(given, "file or folder")
     import_tensorflow()
     from cnnctl.inference import load_model_or_run
     from cnnctl.predict import collect_inputs, format_prediction, predictions
@@ -210,10 +219,10 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
     model_file = "best.keras" if best else "model.keras"
     if as_json:
         click.echo(json.dumps(predict_files(target, list(inputs), top_k=top_k, runs_dir=runs_dir,
-                                            model_file=model_file), indent=2))
+                                            model_file=model_file, on_error=on_error), indent=2))
         return
     loaded = load_model_or_run(target, runs_dir, model_file)
-    for item in predictions(loaded, collect_inputs(list(inputs)), top_k=top_k):  # printed batch by batch
+    for item in predictions(loaded, collect_inputs(list(inputs)), top_k=top_k, on_error=on_error):  # as they come
         for line in format_prediction(item):
             click.echo(line)
 
@@ -278,6 +287,14 @@ def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # Ctrl-C is how this command ends: exit 0, without waiting for TensorBoard's threads
+
+
+def _must_exist(path: str, what: str) -> None:
+    """A missing path is told at once, before TensorFlow loads (``latest`` is looked up later)."""
+    if path != "latest" and not os.path.exists(path):
+        from cnnctl.errors import UserError, closest_path
+
+        raise UserError(f"{path}: no such {what}{closest_path(path)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

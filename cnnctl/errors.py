@@ -59,3 +59,28 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def closest_path(path: str) -> str:
+    """`` (did you mean 'x'?)`` for a mistyped file or folder, written as the user wrote the path.
+
+    The first part of ``path`` that does not exist is compared with the names in
+    the folder above it: ``shpes/one/a.png`` suggests ``shapes/one/a.png``.
+    """
+    import os
+    from pathlib import Path
+
+    parts = Path(path).parts
+    missing = next((i for i in range(len(parts)) if not Path(*parts[: i + 1]).exists()), None)
+    if missing is None:
+        return ""
+    i = missing
+    parent = Path(*parts[:i]) if i else Path(".")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(parts[i], names, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{Path(*parts[:i], close[0], *parts[i + 1:])}'?)"
+    return f" (the nearest existing folder is {parent})" if i else ""

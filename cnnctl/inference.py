@@ -141,7 +141,7 @@ def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "mo
     if target == "latest" or path.is_dir():
         return load_run_model(resolve_run(target, runs_dir), model_file)
     if not path.exists():
-        from cnnctl.data.sources import closest_path
+        from cnnctl.errors import closest_path
 
         raise UserError(f"{target}: no such run directory or model file{closest_path(target)}")
     if path.suffix != ".keras":

@@ -11,6 +11,7 @@ of them.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnctl.data.files import COLOR_MODES, IMAGE_EXTENSIONS, decoder, describe_bad, undecodable
-from cnnctl.data.sources import closest_path
-from cnnctl.errors import UserError, first_line
+from cnnctl.errors import UserError, closest_path, first_line
 from cnnctl.inference import (
     RunModel,
     class_scores,
@@ -35,20 +35,24 @@ _BATCH = 64
 
 
 def predict(target: str, inputs: list[str], *, top_k: int = 3, runs_dir: str = "runs",
-            model_file: str = "model.keras") -> dict:
+            model_file: str = "model.keras", on_error: str = "fail") -> dict:
     """Predictions of ``target``'s model for each file in ``inputs`` (files and folders, in order)."""
     loaded = load_model_or_run(target, runs_dir, model_file)
     files = collect_inputs(inputs)
     return {"model": loaded.source, "outputs": output_names(loaded.model),
-            "predictions": list(predictions(loaded, files, top_k=top_k))}
+            "predictions": list(predictions(loaded, files, top_k=top_k, on_error=on_error))}
 
 
-def predictions(loaded: RunModel, files: list[Path], *, top_k: int = 3) -> Iterator[dict]:
-    """One result per example, batch by batch: memory holds one batch, not every image."""
+def predictions(loaded: RunModel, files: list[Path], *, top_k: int = 3, on_error: str = "fail") -> Iterator[dict]:
+    """One result per example, batch by batch: memory holds one batch, not every image.
+
+    ``on_error``: ``fail`` stops at an image that cannot be decoded, naming every such file; ``skip``
+    leaves them out with a warning (which costs one more decoding pass over the images).
+    """
     names = output_names(loaded.model)
     logits = outputs_are_logits(loaded)
     class_names = loaded.class_names
-    for labels, x in example_batches(files, loaded):
+    for labels, x in example_batches(files, loaded, on_error=on_error):
         outputs = [np.asarray(y) for y in keras.tree.flatten(loaded.serving.predict_on_batch(x))]
         scores = [class_scores(values, flag) for values, flag in zip(outputs, logits, strict=True)]
         for i, label in enumerate(labels):
@@ -83,7 +87,8 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
-def example_batches(files: list[Path], loaded: RunModel) -> Iterator[tuple[list[str], np.ndarray]]:
+def example_batches(files: list[Path], loaded: RunModel, *,
+                    on_error: str = "fail") -> Iterator[tuple[list[str], np.ndarray]]:
     """(names, float32 examples of the stored shape) in batches, in the order of ``files``.
 
     Image files are decoded in parallel as the image_dir source decodes them; a
@@ -95,7 +100,7 @@ def example_batches(files: list[Path], loaded: RunModel) -> Iterator[tuple[list[
             pending.append(f)
             continue
         if pending:  # the images met so far, before this array (or the end)
-            yield from _image_batches(pending, loaded)
+            yield from _image_batches(pending, loaded, on_error)
             pending = []
         if f is not None:
             array = _read_npy(f, loaded.stored_shape)
@@ -119,7 +124,7 @@ def _read_npy(path: Path, shape: tuple) -> np.ndarray:
     return array.astype("float32")
 
 
-def _image_batches(paths: list[Path], loaded: RunModel) -> Iterator[tuple[list[str], np.ndarray]]:
+def _image_batches(paths: list[Path], loaded: RunModel, on_error: str) -> Iterator[tuple[list[str], np.ndarray]]:
     """Decoded as the image_dir source decodes, put on the stored value range when that is not 0-255."""
     shape = loaded.stored_shape
     if len(shape) != 3 or shape[-1] not in COLOR_MODES:
@@ -128,6 +133,14 @@ def _image_batches(paths: list[Path], loaded: RunModel) -> Iterator[tuple[list[s
     decode = decoder(SimpleNamespace(image_size=list(shape[:2]), color_mode=COLOR_MODES[shape[-1]],
                                      interpolation=getattr(spec, "interpolation", None) or "bilinear"))
     listed = np.array([os.fspath(p) for p in paths], str)
+    if on_error == "skip":
+        bad = set(undecodable(listed, decode))
+        if bad:
+            print(f"warning: skipped {len(bad)} image file{'s' if len(bad) > 1 else ''} that cannot be decoded: "
+                  f"{', '.join(sorted(bad)[:5])}{' ...' if len(bad) > 5 else ''}", file=sys.stderr)
+            listed = np.array([p for p in listed if p not in bad], str)
+        if not len(listed):
+            return
     dataset = tf.data.Dataset.from_tensor_slices(listed).map(lambda p: decode(tf.io.read_file(p)),
                                                              num_parallel_calls=tf.data.AUTOTUNE)
     batches = iter(dataset.batch(_BATCH).prefetch(tf.data.AUTOTUNE))
@@ -139,7 +152,8 @@ def _image_batches(paths: list[Path], loaded: RunModel) -> Iterator[tuple[list[s
             return
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
             bad = undecodable(listed, decode)
-            raise UserError(describe_bad(bad) if bad else "an image could not be read") from None
+            raise UserError((describe_bad(bad) if bad else "an image could not be read") +
+                            "\nremove them, or give --on-error skip to leave them out") from None
         yield list(listed[start:start + len(x)]), to_stored_range(x.astype("float32"), loaded.record)
         start += len(x)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.errors import UserError, did_you_mean, first_line
+from cnnctl.errors import UserError, closest_path, did_you_mean, first_line
 from cnnctl.recipe.data_spec import DataSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -282,19 +282,6 @@ def split_paths(spec: DataSpec, *, globs: bool = False) -> dict[str, str]:
         elif not os.path.exists(path):
             raise DataError(key, f"{path} does not exist{closest_path(path)}")
     return paths
-
-
-def closest_path(path: str) -> str:
-    """``; the closest existing path is X`` for a mistyped file or folder."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.isdir(parent):
-        parent = os.path.dirname(parent)
-    if not parent:
-        return ""
-    hint = did_you_mean(os.path.basename(path), os.listdir(parent))
-    if hint:
-        return hint.replace("did you mean '", f"did you mean '{parent}{os.sep}")
-    return f" (the nearest existing folder is {parent})"
 
 
 def encode_labels(labels: dict[str, np.ndarray], spec: DataSpec) -> tuple[dict[str, np.ndarray], list[str]]:

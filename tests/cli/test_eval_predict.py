@@ -138,7 +138,7 @@ def test_eval_refuses_unknown_classes_and_missing_data(project, tmp_path):
     shutil.copytree(root / "photos" / "one", tmp_path / "mixed" / "seven")
     assert "seven is not a class of the model (one, two, zero)" in invoke_fails("eval", str(run), "--data",
                                                                         str(tmp_path / "mixed"))
-    assert "does not exist" in invoke_fails("eval", str(run), "--data", str(tmp_path / "nowhere"))
+    assert "no such recipe or folder (--data)" in invoke_fails("eval", str(run), "--data", str(tmp_path / "nowhere"))
     assert "no such run directory or model file" in invoke_fails("eval", str(tmp_path / "norun"))
 
 
@@ -188,6 +188,9 @@ def test_predict_refuses_bad_inputs_with_one_message(project, tmp_path):
     assert "cnnctl predicts on images" in invoke_fails("predict", str(run), str(tmp_path / "notes.txt"))
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     assert "broken.png" in invoke_fails("predict", str(run), str(tmp_path / "broken.png"))
+    good = str(root / "photos" / "zero" / "0000.png")
+    kept = invoke("predict", str(run), good, str(tmp_path / "broken.png"), "--on-error", "skip", "--json")
+    assert [p["input"] for p in kept["predictions"]] == [good]  # the broken file left out, the good one kept
     np.save(tmp_path / "wrong.npy", np.zeros((4, 4)))
     assert "of shape [20, 20, 3]" in invoke_fails("predict", str(run), str(tmp_path / "wrong.npy"))
 
@@ -198,3 +201,15 @@ def test_the_installed_command_predicts_a_file(project):
     assert result.returncode == 0, result.stderr[-2000:]
     (prediction,) = json.loads(result.stdout)["predictions"]
     assert len(prediction["outputs"]["shapes"]["top"]) == 3
+
+
+@pytest.mark.parametrize("args", [["predict", "latest", "nothere.png"], ["predict", "norun", "x.png"],
+                                  ["eval", "norun"], ["eval", "latest", "--data", "nothere/"]])
+def test_missing_paths_are_told_before_tensorflow_loads(args, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, atexit\natexit.register(lambda: print('tensorflow imported' if 'tensorflow' in sys.modules "
+            "else 'no tensorflow', file=sys.stderr))\nfrom cnnctl.cli import main\nmain()\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "no such" in result.stderr and "no tensorflow" in result.stderr, result.stderr
