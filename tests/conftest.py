@@ -35,6 +35,15 @@ def invoke(*args: str):
     return json.loads(result.stdout) if "--json" in args else result.stdout
 
 
+def cli(*args: str):
+    """Run ``cnnctl ARGS`` in-process (CliRunner); assert nothing; click's Result (exit_code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from cnnctl.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
 def invoke_fails(*args: str) -> str:
     """Run ``cnnctl ARGS`` in-process; assert exit 2, one ``error:`` line (maybe followed by a list), no
     traceback; return stderr."""
