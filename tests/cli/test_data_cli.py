@@ -1,7 +1,9 @@
-"""The data side through the real `cnnctl` command: schema errors, check --data, paths, offline sources.
+"""The data side through the `cnnctl` command: schema errors, check --data, paths, offline sources.
 
 Each case writes its own data (tests/datafiles.py) into a user's project folder and
 runs the command from another directory, as a user with a recipe elsewhere would.
+The command runs in-process (CliRunner, the working directory set with monkeypatch.chdir);
+only the offline Keras dataset runs in a subprocess, where KERAS_HOME is read afresh.
 Schema errors exit before TensorFlow loads (well under a second); anything that
 loads data imports TensorFlow and is marked slow. xfail(strict) cases are bugs.
 """
@@ -16,7 +18,7 @@ import pytest
 import yaml
 
 from tests import datafiles as files
-from tests.conftest import run_cli
+from tests.conftest import cli, run_cli
 
 COUNTS = {"cat": 20, "dog": 30, "fish": 25}  # 75 images, a little imbalanced (1.5x)
 
@@ -64,6 +66,15 @@ def no_traceback(result) -> None:
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
+def run_in(cwd: Path, monkeypatch, *args: str):
+    """``cnnctl ARGS`` in-process from ``cwd``: click's Result, with ``returncode`` as run_cli's has it."""
+    monkeypatch.chdir(cwd)
+    result = cli(*args)
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)  # else: a traceback
+    result.returncode = result.exit_code
+    return result
+
+
 # --- schema: rejected before any data is read ----------------------------------------------------
 
 
@@ -83,9 +94,9 @@ def _data_recipe(data: str) -> str:
     ("source: digits\nshape: [8, 8, 1]\n", "recipe.yaml:4:3: data.shape", "source 'digits' does not read shape"),
 ], ids=["key-of-another-source", "tfrecord-without-features", "synthetic-without-shape", "unknown-source",
         "digits-with-shape"])
-def test_schema_errors_exit_2_at_the_line(tmp_path, data, where, message):
+def test_schema_errors_exit_2_at_the_line(tmp_path, data, where, message, monkeypatch):
     (tmp_path / "recipe.yaml").write_text(_data_recipe(data))
-    result = run_cli("check", "recipe.yaml", "--data", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "check", "recipe.yaml", "--data")
     assert result.returncode == 2, result.stderr
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"error: {where}: "), first
@@ -107,9 +118,10 @@ def _table(stdout: str) -> dict[str, list[int]]:
 
 
 @pytest.mark.slow
-def test_check_data_on_an_image_folder_from_another_directory(tmp_path):
+def test_check_data_on_an_image_folder_from_another_directory(tmp_path, monkeypatch):
     recipe = project(tmp_path)
-    result = run_cli("check", str(recipe), "--data", cwd=elsewhere(tmp_path))  # path: photos, next to the recipe
+    # path: photos, next to the recipe
+    result = run_in(elsewhere(tmp_path), monkeypatch, "check", str(recipe), "--data")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("split"))
@@ -124,7 +136,7 @@ def test_check_data_on_an_image_folder_from_another_directory(tmp_path):
     assert "classes: 3" in result.stdout
     assert "warning" not in result.stderr  # 1.5x is not worth a warning
 
-    result = run_cli("check", str(recipe), "--data", "--json", cwd=elsewhere(tmp_path))
+    result = run_in(elsewhere(tmp_path), monkeypatch, "check", str(recipe), "--data", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)["data"]
     assert data["classes"] == list(COUNTS)
@@ -137,9 +149,9 @@ def test_check_data_on_an_image_folder_from_another_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_check_data_rejects_an_output_size_that_is_not_the_class_count(tmp_path):
+def test_check_data_rejects_an_output_size_that_is_not_the_class_count(tmp_path, monkeypatch):
     recipe = project(tmp_path)
-    result = run_cli("check", str(recipe), "--data", "--set", "model.layers[1].Dense.units=5", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "check", str(recipe), "--data", "--set", "model.layers[1].Dense.units=5")
     assert result.returncode == 2, result.stderr
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"error: {recipe}:{DENSE_LINE}:"), first
@@ -148,19 +160,19 @@ def test_check_data_rejects_an_output_size_that_is_not_the_class_count(tmp_path)
 
 
 @pytest.mark.slow
-def test_check_data_warns_about_imbalanced_classes(tmp_path):
+def test_check_data_warns_about_imbalanced_classes(tmp_path, monkeypatch):
     recipe = project(tmp_path, counts={"cat": 60, "dog": 10, "fish": 30})
-    result = run_cli("check", str(recipe), "--data", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "check", str(recipe), "--data")
     assert result.returncode == 0, result.stderr
     warning = next(line for line in result.stderr.splitlines() if "imbalanced" in line)
     assert warning.startswith("warning: the training classes are imbalanced: 'cat' has 6.")
     assert "of 'dog'" in warning and "class_weight: balanced" in warning
 
 
-def test_the_imbalance_advice_is_a_recipe_key(tmp_path):
+def test_the_imbalance_advice_is_a_recipe_key(tmp_path, monkeypatch):
     (tmp_path / "recipe.yaml").write_text(
         "name: t\nmodel: {input: [8, 8, 1], layers: [Flatten, {Dense: {units: 10, activation: softmax}}]}\n")
-    result = run_cli("check", "recipe.yaml", "--set", "train.class_weight=balanced", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "check", "recipe.yaml", "--set", "train.class_weight=balanced")
     assert result.returncode == 0, result.stderr  # the key the warning above suggests exists
 
 
@@ -175,9 +187,9 @@ def _with_truncated_png(tmp_path: Path, on_error: str) -> Path:
 
 
 @pytest.mark.slow
-def test_check_data_lists_a_truncated_image(tmp_path):
+def test_check_data_lists_a_truncated_image(tmp_path, monkeypatch):
     recipe = _with_truncated_png(tmp_path, "fail")
-    result = run_cli("check", str(recipe), "--data", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "check", str(recipe), "--data")
     assert result.returncode == 2, result.stderr
     assert "1 image file cannot be decoded" in result.stderr
     assert str(recipe.parent / "photos" / "cat" / "broken.png") in result.stderr
@@ -185,18 +197,18 @@ def test_check_data_lists_a_truncated_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_lists_a_truncated_image_instead_of_a_traceback(tmp_path):
+def test_train_lists_a_truncated_image_instead_of_a_traceback(tmp_path, monkeypatch):
     recipe = _with_truncated_png(tmp_path, "fail")
-    result = run_cli("train", str(recipe), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "train", str(recipe), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2
     no_traceback(result)
     assert "broken.png" in result.stderr
 
 
 @pytest.mark.slow
-def test_check_data_with_skip_counts_only_the_images_it_keeps(tmp_path):
+def test_check_data_with_skip_counts_only_the_images_it_keeps(tmp_path, monkeypatch):
     recipe = _with_truncated_png(tmp_path, "skip")
-    result = run_cli("check", str(recipe), "--data", "--json", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "check", str(recipe), "--data", "--json")
     assert result.returncode == 0, result.stderr
     assert "1 image file cannot be decoded" in result.stderr and "left out" in result.stderr
     assert "broken.png" in result.stderr
@@ -231,11 +243,11 @@ def test_keras_dataset_offline_names_the_url_and_the_alternatives(tmp_path, monk
 
 
 @pytest.mark.slow
-def test_set_data_path_is_relative_to_the_current_directory(tmp_path):
+def test_set_data_path_is_relative_to_the_current_directory(tmp_path, monkeypatch):
     recipe = project(tmp_path)  # project/photos has 75 images
     here = elsewhere(tmp_path)
     files.write_class_folders(here / "photos", {"cat": 10, "dog": 10, "fish": 10})  # ./photos has 30
-    result = run_cli("check", str(recipe), "--data", "--json", "--set", "data.path=photos", cwd=here)
+    result = run_in(here, monkeypatch, "check", str(recipe), "--data", "--json", "--set", "data.path=photos")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)["data"]
     assert sum(report["sizes"].values()) == 30
@@ -255,10 +267,10 @@ def test_set_data_path_dict_is_relative_to_the_current_directory(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_run_stores_absolute_data_paths_and_evaluates_from_anywhere(tmp_path):
+def test_a_run_stores_absolute_data_paths_and_evaluates_from_anywhere(tmp_path, monkeypatch):
     recipe = project(tmp_path, recipe=with_data("cache: cache/pets"))
     runs = tmp_path / "runs"
-    result = run_cli("train", str(recipe), "--runs-dir", str(runs), cwd=elsewhere(tmp_path))
+    result = run_in(elsewhere(tmp_path), monkeypatch, "train", str(recipe), "--runs-dir", str(runs))
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (runs / "pets").iterdir()
     stored = yaml.safe_load((run / "recipe.yaml").read_text())["data"]
@@ -267,7 +279,7 @@ def test_a_run_stores_absolute_data_paths_and_evaluates_from_anywhere(tmp_path):
     assert any(p.name.startswith("pets-train") for p in (recipe.parent / "cache").iterdir())
     third = tmp_path / "third"
     third.mkdir()
-    result = run_cli("eval", str(run), "--json", cwd=third)
+    result = run_in(third, monkeypatch, "eval", str(run), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads(result.stdout)
     trained = json.loads((run / "metrics.json").read_text())
@@ -276,14 +288,14 @@ def test_a_run_stores_absolute_data_paths_and_evaluates_from_anywhere(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_standardized_run_evaluates_to_its_training_metrics(tmp_path):
+def test_a_standardized_run_evaluates_to_its_training_metrics(tmp_path, monkeypatch):
     """eval must standardize with the training split's statistics, as training did (see data.json)."""
     recipe = project(tmp_path, recipe=with_data("normalize: standardize"))
     runs = tmp_path / "runs"
-    result = run_cli("train", str(recipe), "--runs-dir", str(runs), cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "train", str(recipe), "--runs-dir", str(runs))
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (runs / "pets").iterdir()
-    result = run_cli("eval", str(run), "--json", cwd=tmp_path)
+    result = run_in(tmp_path, monkeypatch, "eval", str(run), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     no_traceback(result)
     trained = json.loads((run / "metrics.json").read_text())
