@@ -1,7 +1,8 @@
 """The whole path a user takes: train the seed recipe, read its run, eval it, export it.
 
-One full training of recipes/digits_cnn.yaml (about 30 s on 2 cores) is shared by
-every test in this file.
+One full training of recipes/digits_cnn.yaml (about 30 s on 2 cores), by the real
+command in a subprocess, is shared by every test in this file; eval and export then
+run in-process (CliRunner), sparing a TensorFlow import each.
 """
 
 import csv
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import DIGITS, run_cli
+from tests.conftest import DIGITS, cli, invoke, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -85,16 +86,15 @@ def test_tensorboard_events_have_train_and_validation_scalars(trained):
         assert len(events.Tensors("epoch_loss")) == 40
 
 
-def test_eval_latest_matches_training_metrics(trained):
+def test_eval_latest_matches_training_metrics(trained, monkeypatch):
     workdir, run, _ = trained
-    result = run_cli("eval", "latest", "--json", cwd=workdir)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    monkeypatch.chdir(workdir)
+    report = invoke("eval", "latest", "--json")
     metrics = json.loads((run / "metrics.json").read_text())
     assert report["examples"] == 360
     assert report["metrics"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
-    best = run_cli("eval", str(run), "--best", "--split", "validation", "--json", cwd=workdir)
-    assert json.loads(best.stdout)["metrics"]["accuracy"] == pytest.approx(metrics["best"]["value"], abs=1e-6)
+    best = invoke("eval", str(run), "--best", "--split", "validation", "--json")
+    assert best["metrics"]["accuracy"] == pytest.approx(metrics["best"]["value"], abs=1e-6)
 
 
 def test_saved_model_cli_reads_the_export(trained):
@@ -128,12 +128,13 @@ def test_export_matches_keras_on_single_examples(trained):
     assert recorded["max_abs_diff"] <= 1e-5 and recorded["checked_examples"] == 360  # the whole test split
 
 
-def test_export_refuses_to_overwrite_then_writes_elsewhere(trained, tmp_path):
+def test_export_refuses_to_overwrite_then_writes_elsewhere(trained, tmp_path, monkeypatch):
     workdir, run, _ = trained
-    again = run_cli("export", "savedmodel", str(run), cwd=workdir)
-    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+    monkeypatch.chdir(workdir)
+    again = cli("export", "savedmodel", str(run))
+    assert again.exit_code == 2 and "--force" in again.stderr and "Traceback" not in again.output, again.exception
     out = tmp_path / "served"
-    result = run_cli("export", "savedmodel", str(run), "--out", str(out), cwd=workdir)
-    assert result.returncode == 0, result.stderr
+    result = cli("export", "savedmodel", str(run), "--out", str(out))
+    assert result.exit_code == 0, (result.output, result.exception)
     assert (out / "saved_model.pb").is_file()
     assert str(out) in result.stdout and "checked against Keras" in result.stdout
