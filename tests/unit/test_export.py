@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -245,25 +244,25 @@ def test_onnx_runs_in_onnxruntime_and_matches_keras(run, reference):
     assert record["opset"] >= 13 and record["runtime"].startswith("onnxruntime")
 
 
-def test_onnx_without_the_extra_says_what_to_install(tmp_path):
-    # A child process where the three packages cannot be imported, as on a machine without the extra; it stops
-    # before reading the run, so a folder with a recipe is enough.
+def test_onnx_without_the_extra_says_what_to_install(tmp_path, monkeypatch):
+    # In-process, with the three packages unimportable (None in sys.modules: find_spec and import both fail), as on
+    # a machine without the extra; it stops before reading the run, so a folder with a recipe is enough.
+    from tests.conftest import cli
+
+    for name in ("onnx", "onnxruntime", "tf2onnx"):
+        monkeypatch.setitem(sys.modules, name, None)
     (tmp_path / "recipe.yaml").write_text(BASE)
-    code = ("import sys\nfor name in ('onnx', 'onnxruntime', 'tf2onnx'): sys.modules[name] = None\n"
-            "from cnnctl.cli import main\nmain()")
-    result = subprocess.run([sys.executable, "-c", code, "export", "onnx", str(tmp_path)], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
-    assert "pip install 'cnnctl[onnx]'" in result.stderr and "Traceback" not in result.stderr
+    result = cli("export", "onnx", str(tmp_path))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "pip install 'cnnctl[onnx]'" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "export").exists()
     # A recipe that asks for onnx after training is refused by check (and train) before anything runs.
     (tmp_path / "onnx.yaml").write_text(BASE.replace("layers: [Flatten]", "layers: [Flatten, {Dense: {units: 10}}]")
                                         + "export: [savedmodel, onnx]\n")
-    result = subprocess.run([sys.executable, "-c", code, "check", str(tmp_path / "onnx.yaml")], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
+    result = cli("check", str(tmp_path / "onnx.yaml"))
+    assert result.exit_code == 2, (result.output, result.exception)
     assert f"{tmp_path / 'onnx.yaml'}:3:22: export[1]: " in result.stderr and "export[1]: " in result.stderr
-    assert "pip install 'cnnctl[onnx]'" in result.stderr and "Traceback" not in result.stderr
+    assert "pip install 'cnnctl[onnx]'" in result.stderr and "Traceback" not in result.output
 
 
 # -- overwriting, atomicity --------------------------------------------------------------------------------------------
