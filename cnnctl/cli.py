@@ -289,6 +289,25 @@ def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
         os._exit(0)  # Ctrl-C is how this command ends: exit 0, without waiting for TensorBoard's threads
 
 
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
+def recipes(name: str | None, as_json: bool) -> None:
+    """List the built-in recipes, or print recipe NAME (`cnnctl recipes NAME > mine.yaml` starts a project)."""
+    from cnnctl.catalogue import list_recipes, recipe_text
+
+    if name is not None:
+        click.echo(recipe_text(name), nl=False)
+        return
+    listed = list_recipes()
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    from cnnctl.tables import format_table
+
+    click.echo(format_table(["recipe", "what it is"], [[r["name"], r["summary"]] for r in listed]))
+
+
 def _must_exist(path: str, what: str) -> None:
     """A missing path is told at once, before TensorFlow loads (``latest`` is looked up later)."""
     if path != "latest" and not os.path.exists(path):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import DIGITS, cli, invoke, run_cli
 
-COMMANDS = ["check", "train", "eval", "predict", "export", "tensorboard"]
+COMMANDS = ["check", "train", "eval", "predict", "export", "tensorboard", "recipes"]
 
 _TRACK_TF = (
     "import sys, atexit\n"
