@@ -585,7 +585,26 @@ def expected_prefix(case: Case, path: Path) -> str:
     return f"^error: {where}:{key_path} "
 
 
-@pytest.mark.parametrize(("command", "case"), params(CHECK, "check") + params(SETS, "check") + params(TRAIN, "train"))
+# log.tensorboard: true, false or a mapping of options (cnnctl.recipe.train_spec.TensorBoardSpec).
+TENSORBOARD: dict[str, Case] = {
+    "tensorboard_as_word": Case(OK + "log:\n  tensorboard: always  # <-\n", 16, "log.tensorboard",
+                                "log.tensorboard is true, false, or a mapping of options"),
+    "tensorboard_option_typo": Case(OK + "log:\n  tensorboard: {histogram_frequency: 2}  # <-\n", 17,
+                                    "log.tensorboard.histogram_frequency",
+                                    "unknown key 'histogram_frequency' (did you mean 'histogram_freq'?)"),
+    "tensorboard_profile_backwards": Case(OK + "log:\n  tensorboard: {profile_batch: [10, 5]}  # <-\n", 32,
+                                          "log.tensorboard.profile_batch",
+                                          "profile_batch is 0 (off), a batch number, or [first, last]"),
+    "tensorboard_negative_images": Case(OK + "log:\n  tensorboard:\n    input_images: -4  # <-\n", 19,
+                                        "log.tensorboard.input_images", "greater than or equal to 0"),
+    "tensorboard_set_option_typo": Case(OK, None, "log.tensorboard.confusion",
+                                        "unknown key 'confusion' (did you mean 'confusion_matrix'?)",
+                                        sets=("log.tensorboard.confusion=false",)),
+}
+
+
+@pytest.mark.parametrize(("command", "case"), params(CHECK, "check") + params(SETS, "check")
+                         + params(TENSORBOARD, "check") + params(TRAIN, "train"))
 def test_malformed_recipe(command: str, case: Case, tmp_path: Path):
     path = tmp_path / "recipe.yaml"
     path.write_text(case.text, encoding="utf-8")
@@ -609,26 +628,3 @@ def test_malformed_recipe(command: str, case: Case, tmp_path: Path):
         assert case.phrase in errors[0], errors[0]
     if command == "train":  # a rejected recipe leaves no run behind (`eval latest` would find it)
         assert not runs.exists() or not any(runs.glob("*/*")), sorted(map(str, runs.rglob("*")))
-
-
-# log.tensorboard: true, false or a mapping of options (cnnctl.recipe.train_spec.TensorBoardSpec).
-TENSORBOARD: dict[str, Case] = {
-    "tensorboard_as_word": Case(OK + "log:\n  tensorboard: always  # <-\n", 16, "log.tensorboard",
-                                "log.tensorboard is true, false, or a mapping of options"),
-    "tensorboard_option_typo": Case(OK + "log:\n  tensorboard: {histogram_frequency: 2}  # <-\n", 17,
-                                    "log.tensorboard.histogram_frequency",
-                                    "unknown key 'histogram_frequency' (did you mean 'histogram_freq'?)"),
-    "tensorboard_profile_backwards": Case(OK + "log:\n  tensorboard: {profile_batch: [10, 5]}  # <-\n", 32,
-                                          "log.tensorboard.profile_batch",
-                                          "profile_batch is 0 (off), a batch number, or [first, last]"),
-    "tensorboard_negative_images": Case(OK + "log:\n  tensorboard:\n    input_images: -4  # <-\n", 19,
-                                        "log.tensorboard.input_images", "greater than or equal to 0"),
-    "tensorboard_set_option_typo": Case(OK, None, "log.tensorboard.confusion",
-                                        "unknown key 'confusion' (did you mean 'confusion_matrix'?)",
-                                        sets=("log.tensorboard.confusion=false",)),
-}
-
-
-@pytest.mark.parametrize(("command", "case"), params(TENSORBOARD, "check"))
-def test_malformed_tensorboard_options(command: str, case: Case, tmp_path: Path):
-    test_malformed_recipe(command, case, tmp_path)
