@@ -22,6 +22,14 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     )
 
 
+def train_text(text: str, runs_dir: Path) -> Path:
+    """Train the recipe in ``text`` (in-process, quietly) into ``runs_dir``; the run directory."""
+    from cnnctl.recipe import load_recipe_text
+    from cnnctl.train import train
+
+    return train(load_recipe_text(text, "recipe.yaml"), str(runs_dir), progress=False).run.path
+
+
 def invoke(*args: str):
     """Run ``cnnctl ARGS`` in-process (CliRunner); assert exit 0; the parsed JSON with --json, else stdout."""
     import json

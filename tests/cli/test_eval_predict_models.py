@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests import datafiles as files
-from tests.conftest import invoke, invoke_fails
+from tests.conftest import invoke, invoke_fails, train_text
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +60,6 @@ train:
   metrics: [accuracy]
 log: {{tensorboard: false}}
 """
-
-
-def train_text(text: str, runs: Path) -> Path:
-    from cnnctl.recipe import load_recipe_text
-    from cnnctl.train import train
-
-    return train(load_recipe_text(text, "recipe.yaml"), str(runs), progress=False).run.path
 
 
 def digit_pngs(folder: Path, count: int = 200) -> Path:

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests.conftest import invoke, invoke_fails, run_cli
+from tests.conftest import invoke, invoke_fails, run_cli, train_text
 
 pytestmark = pytest.mark.slow
 
@@ -63,10 +63,7 @@ log: {tensorboard: false}
 
 
 def trained(text: str, tmp_path) -> str:
-    from cnnctl.recipe import load_recipe_text
-    from cnnctl.train import train
-
-    return str(train(load_recipe_text(text, "recipe.yaml"), str(tmp_path / "runs"), progress=False).run.path)
+    return str(train_text(text, tmp_path / "runs"))
 
 
 @pytest.fixture(scope="module")
