@@ -4,7 +4,9 @@ The data is the run's own split, another recipe's data (``--data recipe.yaml``)
 or a folder of class sub-folders (``--data DIR``), read as stored and passed
 through the run's preprocessing (``cnnctl.inference``), so every source is
 measured the way the run's test split was. Classes are matched by name, so a
-folder holding only some of the classes is fine.
+folder holding only some of the classes is fine. A model with several outputs
+(an early-exit network's exits) also gets, per output, its accuracy and the
+multiply-adds it takes (``cnnctl.model.report.exit_costs``).
 """
 
 from __future__ import annotations
@@ -83,12 +85,26 @@ def evaluate(target: str, split: str = "test", data: str | None = None, *, runs_
             outputs.append(_classification(out_name, scores, y_true, names))
     result = {
         "model": loaded.source, "data": chosen.description, "split": split, "examples": chosen.examples,
-        "metrics": _metrics(loaded, y_true, predicted), "outputs": outputs,
+        "metrics": _metrics(loaded, y_true, predicted),
     }
+    if len(predicted) > 1:
+        result.update(_exits(model, outputs))
+    result["outputs"] = outputs
     if write and loaded.run is not None:
         stem = Path(loaded.source).stem
         _write(loaded.run, chosen.name if stem == "model" else f"{chosen.name}-{stem}", result, loaded)
     return result
+
+
+def _exits(model: keras.Model, outputs: list[dict]) -> dict:
+    """Per output of a model with several, as an exit: its accuracy and the compute it takes (``exit_costs``)."""
+    from cnnctl.model.report import exit_costs
+
+    costs = exit_costs(model)
+    accuracy = {o["output"]: o["summary"]["accuracy"] for o in outputs}
+    exits = [{"output": name, "accuracy": accuracy.get(name), **cost}
+             for name, cost in zip(output_names(model), costs["exits"], strict=True)]
+    return {"exits": exits, "full_model": costs["full"]}
 
 
 def _predict_all(model: keras.Model, batches: tf.data.Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -262,6 +278,8 @@ def format_eval(result: dict) -> list[str]:
 
     lines = [f"{result['model']} on {result['data']}: {result['examples']:,} examples",
              format_table(["metric", "value"], list(result["metrics"].items()), "lr")]
+    if "exits" in result:
+        lines += ["", *_format_exits(result)]
     for output in result["outputs"]:
         lines.append("")
         if len(result["outputs"]) > 1:
@@ -281,4 +299,23 @@ def format_eval(result: dict) -> list[str]:
                                       "l" + "r" * len(classes)))
         if "png" in output:
             lines.append(f"confusion matrix: {output['png']}")
+    return lines
+
+
+def _format_exits(result: dict) -> list[str]:
+    """Each output as an exit: accuracy, MACs alone and with the earlier exits, and their shares of the model's."""
+    from cnnctl.tables import format_table
+
+    def cost(macs: int, share: float | None) -> str:
+        return f"{macs:,}" + ("" if share is None else f" ({100 * share:.1f} %)")
+
+    rows = [[e["output"], "-" if e["accuracy"] is None else e["accuracy"], cost(e["macs"], e["share"]),
+             cost(e["macs_with_earlier"], e["share_with_earlier"])] for e in result["exits"]]
+    full = result["full_model"]
+    lines = [format_table(["exit", "accuracy", "MACs (% of full)", "with earlier exits"], rows, "lrrr"),
+             "MACs per example, as cnnctl check counts them (FLOPs = 2 x MACs): an exit alone counts the layers",
+             "from the input to it; with earlier exits adds the heads of the exits before it, which early exiting",
+             f"runs before it stops there. Full model: {full['macs']:,} MACs, {full['flops']:,} FLOPs."]
+    if full["uncounted_layers"]:
+        lines.append(f"not counted (weighted layers of unknown cost): {', '.join(full['uncounted_layers'])}")
     return lines

@@ -1,8 +1,11 @@
-"""What ``cnnctl check`` reports about a built model: layers, parameters, cost, field, warnings."""
+"""What ``cnnctl check`` reports about a built model (layers, parameters, cost, field, warnings), and the
+cost of reaching each output of any Keras model (``cnnctl eval``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+
+import keras
 
 from cnnctl.model.build import Built, shape_of, shape_text, summarize
 from cnnctl.model.costs import asymmetric_padding, input_field, macs, receptive_field
@@ -58,6 +61,85 @@ def check_report(built: Built) -> dict:
     }
 
 
+def output_costs(model: keras.Model) -> list[dict]:
+    """Per output of ``model`` (in ``model.outputs`` order), the cost of computing it alone.
+
+    An output's cost is the MACs of every layer call on its path from the inputs
+    (its ancestors in the Keras graph), each call counted once: a branch two
+    outputs share counts fully in each; a shared layer counts once per call on
+    the path, as in ``check_report``. Works on any functional or Sequential model,
+    loaded or built, and looks inside nested models (a serving export). The cost
+    of all outputs together, the whole model's, is ``path_cost(model.outputs)``::
+
+        output_costs(keras.saving.load_model("RUN/model.keras"))
+        # [{"macs": 11776, "flops": 23552, "uncounted_layers": []}, ...]
+    """
+    return [path_cost([tensor]) for tensor in keras.tree.flatten(model.outputs)]
+
+
+def exit_costs(model: keras.Model) -> dict:
+    """The cost of each output taken as an exit of an early-exit network, in ``model.outputs`` order.
+
+    Per exit: ``macs`` of the exit alone (``output_costs``) and ``macs_with_earlier``,
+    of it and every output before it together: what early exiting pays when it
+    tries the exits in order and stops at this one (the earlier exits' heads
+    included). ``share`` and ``share_with_earlier`` are fractions of the whole
+    model's MACs (all outputs), which ``full`` gives; FLOPs = 2 x MACs.
+    """
+    outputs = keras.tree.flatten(model.outputs)
+    full = path_cost(outputs)
+    rows = []
+    for i, tensor in enumerate(outputs):
+        alone, with_earlier = path_cost([tensor]), path_cost(outputs[: i + 1])
+        rows.append({
+            "macs": alone["macs"], "flops": alone["flops"], "share": _share(alone["macs"], full["macs"]),
+            "macs_with_earlier": with_earlier["macs"], "flops_with_earlier": with_earlier["flops"],
+            "share_with_earlier": _share(with_earlier["macs"], full["macs"]),
+            "uncounted_layers": with_earlier["uncounted_layers"],
+        })
+    return {"full": full, "exits": rows}
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def path_cost(tensors: list) -> dict:
+    """MACs and FLOPs (2 x MACs) of the layer calls ``tensors`` depend on, each call once; layers cnnctl
+    cannot cost (``None`` from ``costs.macs``) are left out and named in ``uncounted_layers``."""
+    # Keras 3 records, on each symbolic tensor, the call that made it (``_keras_history``: the operation and
+    # its ``_inbound_nodes`` index); a node holds the call's input tensors. ``path`` is the chain of nested-model
+    # calls the tensor lies inside, so that a model called twice has its layers counted per call.
+    seen: set = set()
+    total, uncounted = 0, []
+    stack: list = [(tensor, ()) for tensor in tensors]
+    while stack:
+        tensor, path = stack.pop()
+        operation, node_index, tensor_index = tensor._keras_history
+        node = None if operation is None else operation._inbound_nodes[node_index]
+        if node is None or node.is_input:  # an input of the model; or of a nested model: go on from its caller's
+            if path:
+                outer, nested = path[-1]
+                index = next(i for i, t in enumerate(keras.tree.flatten(nested.inputs)) if t is tensor)
+                stack.append((outer.input_tensors[index], path[:-1]))
+            continue
+        if isinstance(operation, keras.Model):  # a nested model: follow the output used into it
+            stack.append((keras.tree.flatten(operation.outputs)[tensor_index], (*path, (node, operation))))
+            continue
+        key = (*(id(n) for n, _ in path), id(node))
+        if key in seen:
+            continue
+        seen.add(key)
+        if isinstance(operation, keras.layers.Layer):
+            cost = macs(operation, [tuple(t.shape) for t in node.input_tensors], tuple(node.output_tensors[0].shape))
+            if cost is None:
+                uncounted.append(operation.name)
+            else:
+                total += cost
+        stack.extend((t, path) for t in node.input_tensors)
+    return {"macs": total, "flops": 2 * total, "uncounted_layers": sorted(set(uncounted))}
+
+
 def _whole(values: tuple) -> list:
     return [int(v) if float(v).is_integer() else round(float(v), 3) for v in values]
 
@@ -72,4 +154,4 @@ def format_count(n: int | None) -> str:
     return str(n)
 
 
-__all__ = ["check_report", "format_count", "shape_text"]
+__all__ = ["check_report", "exit_costs", "format_count", "output_costs", "path_cost", "shape_text"]
