@@ -11,6 +11,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "recipes" / "digits_cnn.yaml"
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+_BUILT: dict = {}
+
+
+def built_recipe(name: str):
+    """``recipes/NAME.yaml`` built (a ``cnnctl.model.Built``), once per session for every test that reads it.
+
+    Building VGG-16 or Inception-v3 takes seconds, so the zoo's tests share one build: those that read its
+    structure first (test_classic_recipes.py, test_recipes.py), then test_recipes_train.py, which trains it
+    one step and releases it (pytest runs the files in that order; alone, each builds what it needs).
+    """
+    if name not in _BUILT:
+        from cnnctl.model import build
+        from cnnctl.recipe import load_recipe
+
+        _BUILT[name] = build(load_recipe(str(ROOT / "recipes" / f"{name}.yaml")))
+    return _BUILT[name]
+
+
+def release_built_recipe(name: str) -> None:
+    _BUILT.pop(name, None)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

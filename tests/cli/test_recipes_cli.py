@@ -41,3 +41,21 @@ def test_listing_does_not_import_tensorflow():
             "sys.modules else 'no tensorflow', file=sys.stderr))\nfrom cnnctl.cli import main\nmain()\n")
     result = subprocess.run([sys.executable, "-c", code, "recipes"], capture_output=True, text=True)
     assert result.returncode == 0 and "no tensorflow" in result.stderr
+
+
+def test_every_recipe_says_what_data_it_expects_and_what_it_reached():
+    listed = invoke("recipes", "--json")
+    for entry in listed:
+        assert entry["data"] and len(entry["data"]) <= 110, (entry["name"], entry["data"])
+        assert entry["measured"] and len(entry["measured"]) <= 110, (entry["name"], entry["measured"])
+
+
+def test_the_docs_table_has_a_row_per_recipe_saying_what_its_header_says():
+    from cnnctl.catalogue import documented_rows
+
+    rows = documented_rows()
+    listed = invoke("recipes", "--json")
+    assert sorted(rows) == [r["name"] for r in listed], "run python -m cnnctl.catalogue --write docs/recipes.md"
+    for entry in listed:
+        row = rows[entry["name"]]
+        assert (row["Network"], row["Data"], row["Measured"]) == (entry["summary"], entry["data"], entry["measured"])

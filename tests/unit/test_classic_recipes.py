@@ -2,21 +2,17 @@
 checked against its paper: parameters and multiply-adds computed here by formula from the paper's layer
 shapes, never read back from the model, then compared with what `cnnctl check` reports."""
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
-from cnnctl.model import build, check_report
-from cnnctl.recipe import load_recipe
-
-RECIPES = Path(__file__).parents[2] / "recipes"
+from cnnctl.model import check_report
+from tests.conftest import built_recipe
 
 
 def checked(name: str):
-    """The built recipe and its `cnnctl check --json` report."""
-    built = build(load_recipe(str(RECIPES / f"{name}.yaml")))
+    """The built recipe (shared with the zoo's other tests) and its `cnnctl check --json` report."""
+    built = built_recipe(name)
     return built, check_report(built)
 
 

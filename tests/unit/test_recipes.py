@@ -1,31 +1,22 @@
-"""Every built-in recipe loads and builds; those with a keras.applications twin match it."""
+"""The recipes with a keras.applications twin match it: parameters, weights layer by layer, outputs.
+
+Every recipe is also built, checked against docs/recipes.md and trained one step by
+test_recipes_train.py, on the builds these tests share (tests.conftest.built_recipe).
+"""
 
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from cnnctl.model import build, check_report
-from cnnctl.recipe import load_recipe
-
-RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
-
-
-@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
-def test_recipe_loads_and_builds(path):
-    if path.stem in ("resnet50", "vgg16", "inception_v3", "mobilenet_v2"):
-        pytest.skip(f"built by test_{path.stem}_matches_keras_applications (slow)")
-    report = check_report(build(load_recipe(str(path))))
-    assert report["params"] > 0 and report["layers"]
+from cnnctl.model import check_report
+from tests.conftest import RECIPES, built_recipe
 
 
 @pytest.mark.slow
 def test_resnet50_matches_keras_applications():
-    path = next(p for p in RECIPES if p.stem == "resnet50")
-    assert len(path.read_text().splitlines()) < 100
-    ours = build(load_recipe(str(path)))
+    ours = _recipe("resnet50")
     theirs = keras.applications.ResNet50(weights=None)
     assert ours.model.count_params() == theirs.count_params() == 25_636_712
     assert tuple(ours.model.output.shape) == tuple(theirs.output.shape) == (None, 1000)
@@ -39,7 +30,7 @@ def test_resnet50_matches_keras_applications():
 
 @pytest.mark.slow
 def test_vgg16_matches_keras_applications():
-    ours = build(load_recipe(str(next(p for p in RECIPES if p.stem == "vgg16")))).model
+    ours = _recipe("vgg16").model
     theirs = keras.applications.VGG16(weights=None)
     assert ours.count_params() == theirs.count_params() == 138_357_544
     assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]  # layer by layer
@@ -47,7 +38,7 @@ def test_vgg16_matches_keras_applications():
 
 
 def test_lenet5_has_the_papers_shapes_and_parameters():
-    report = check_report(build(load_recipe(str(next(p for p in RECIPES if p.stem == "lenet5")))))
+    report = check_report(built_recipe("lenet5"))
     assert report["params"] == 61_706  # 156 + 2,416 + 48,120 + 10,164 + 850
     shapes = [tuple(layer["output_shape"]) for layer in report["layers"]]  # without the batch axis
     assert (28, 28, 6) in shapes and (14, 14, 6) in shapes and (10, 10, 16) in shapes and (5, 5, 16) in shapes
@@ -57,7 +48,7 @@ def _recipe(stem: str):
     path = next(p for p in RECIPES if p.stem == stem)
     yaml_lines = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert len(yaml_lines) < 100  # blocks keep a 100+ layer network short
-    return build(load_recipe(str(path)))
+    return built_recipe(stem)
 
 
 def _assert_twins(ours: keras.Model, theirs: keras.Model, variance: tuple[float, float]) -> None:
@@ -76,11 +67,13 @@ def _assert_twins(ours: keras.Model, theirs: keras.Model, variance: tuple[float,
         kind = w.path.rsplit("/", 1)[-1]
         if kind in draw:
             w.assign(draw[kind](w.shape).astype("float32"))
+    own = ours.get_weights()  # the build is shared (tests.conftest.built_recipe): given back as it was
     ours.set_weights(theirs.get_weights())
     x = rng.uniform(-1, 1, (1, *theirs.input.shape[1:])).astype("float32")  # preprocess_input's range
     expected = np.asarray(theirs(x, training=False))
     assert 0.01 < expected.max() < 0.99  # the output is sensitive to the layers, as said above
     np.testing.assert_allclose(np.asarray(ours(x, training=False)), expected, rtol=1e-4, atol=1e-7)
+    ours.set_weights(own)
 
 
 def _keras_macs(model: keras.Model) -> int:
