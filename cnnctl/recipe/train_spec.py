@@ -91,6 +91,12 @@ class TrainSpec(Section):
     """XLA-compile the training step (Keras's compile argument); auto: on a GPU, if every layer supports it."""
     steps_per_execution: PositiveInt = 1
     """Batches per compiled call (Keras's compile argument); more cuts Python overhead on small models."""
+    checkpoint_every: Annotated[int, Field(ge=0)] = 0
+    """Also checkpoint every N training steps, so a crash loses at most N; 0: at each epoch end only (see Resuming)."""
+    keep_checkpoints: PositiveInt = 2
+    """How many of the newest checkpoints checkpoints/ keeps; an older one stands in if the newest is damaged."""
+    deterministic: bool = False
+    """Deterministic ops (TensorFlow's enable_op_determinism): with the seed, the same weights run after run and resume."""
 
 
 def _tensorboard(value: Any) -> Any:
