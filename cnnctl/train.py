@@ -266,7 +266,8 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True,
             outputs = len(model.outputs)
             try:
                 history = model.fit(
-                    for_outputs(data["train"], outputs),
+                    for_outputs(data.train_epochs(0, recipe.train.epochs), outputs),  # every epoch its own order
+                    steps_per_epoch=data.steps_per_epoch,
                     validation_data=for_outputs(data["validation"], outputs) if plan.has_validation else None,
                     epochs=recipe.train.epochs,
                     shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset

@@ -182,9 +182,9 @@ def describe_bad(bad: list[str]) -> str:
 
 
 def _file_part(paths: np.ndarray, labels: np.ndarray, decode) -> Part:
-    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+    def make(indices: np.ndarray, shuffle_seed=None, skip=0) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((paths[indices], labels[indices]))
-        ds = shuffled(ds, len(indices), shuffle_seed)  # names, not decoded images: a full shuffle costs nothing
+        ds = shuffled(ds, len(indices), shuffle_seed, skip)  # names, not decoded images: a full shuffle costs nothing
         return ds.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
 
     return Part(labels=labels, make=make, keys=paths)
@@ -251,7 +251,7 @@ def load_tfrecord(spec: DataSpec, seed: int) -> Source:
 def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
     """Records can only be read in order: a subset is a mask over positions, shuffled as raw bytes."""
 
-    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+    def make(indices: np.ndarray, shuffle_seed=None, skip=0) -> tf.data.Dataset:
         count = len(indices)
         keep = np.zeros(len(labels), bool)
         keep[indices] = True
@@ -265,7 +265,7 @@ def _record_part(records: tf.data.Dataset, labels: np.ndarray, parse) -> Part:
 
         # a known length, so Keras does not warn that the input "ran out of data" at the first epoch's end
         ds = records.enumerate().filter(kept).map(record_only).apply(tf.data.experimental.assert_cardinality(count))
-        return shuffled(ds, min(count, _RECORD_SHUFFLE), shuffle_seed).map(parse, num_parallel_calls=AUTOTUNE)
+        return shuffled(ds, min(count, _RECORD_SHUFFLE), shuffle_seed, skip).map(parse, num_parallel_calls=AUTOTUNE)
 
     return Part(labels=labels, make=make)
 

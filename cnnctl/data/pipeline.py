@@ -5,6 +5,12 @@ inside the source), cache, shuffle (training only), batch, then one map per
 batch that casts to float32, augments (training only; inference mode elsewhere)
 and normalizes, and prefetch. Augmentation and normalization run on batches,
 after the cache, so cached examples stay un-augmented and 8-bit.
+
+Training reads a stream of epochs (``Datasets.train_epochs``) in which
+everything random is a function of the seed, the epoch and the batch's step:
+epoch e is shuffled from its own seed, and the augmentation of each batch is
+drawn from a seed state set for (e, step). So a run resumed at epoch e, step k
+reads exactly the batches an uninterrupted run would have read from there.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class Datasets:
     verify: Callable[[], list[str]] | None = field(default=None, repr=False)  # see Source.verify
     value_range: tuple[float, float] = (0.0, 255.0)  # what a stored value can be (pixels: 0-255)
     raw: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)  # batches as stored, in order
+    epochs: Callable[..., tf.data.Dataset] | None = field(default=None, repr=False)  # see train_epochs
+    steps_per_epoch: int = 0  # training batches in an epoch
 
     def __getitem__(self, split: str) -> tf.data.Dataset:
         return self.splits[split]
@@ -58,6 +66,11 @@ class Datasets:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def train_epochs(self, first: int, last: int, skip_batches: int = 0) -> tf.data.Dataset:
+        """The training batches of epochs ``first`` to ``last - 1`` (counted from 0) in one stream, the first
+        epoch without its first ``skip_batches`` batches: what ``fit`` reads, with ``steps_per_epoch``."""
+        return self.epochs(first, last, skip_batches)
 
     def sample(self, split: str, count: int, *, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``count`` examples of ``split`` (x, y) as NumPy arrays: preprocessed, or as stored if ``raw``."""
@@ -166,14 +179,17 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
         standardize = preprocess.keras_normalization(stored) if stored else None
         if standardize is None:
             part, idx = assigned["train"]
-            raw = source.parts[part].make(idx, None).batch(256).map(lambda x, y: tf.cast(x, tf.float32))
+            raw = source.parts[part].make(idx).batch(256).map(lambda x, y: tf.cast(x, tf.float32))
             standardize = preprocess.standardizer(raw)
-    splits = {}
-    for name in SPLITS:
+    part, idx = assigned["train"]
+    epochs = _training_epochs(source, part, idx, recipe,
+                              preprocess.batch_transform(augment, True, kind, spec.rescale, standardize, seed=recipe.seed))
+    steps = -(-len(idx) // spec.batch_size)
+    splits = {"train": epochs(0, 1).apply(tf.data.experimental.assert_cardinality(steps))}  # epoch 1, as fit reads it
+    for name in ("validation", "test"):
         part, idx = assigned[name]
         splits[name] = _pipeline(source, part, idx, recipe, split=name,
-                                 transform=preprocess.batch_transform(augment, name == "train", kind,
-                                                                      spec.rescale, standardize))
+                                 transform=preprocess.batch_transform(augment, False, kind, spec.rescale, standardize))
     labels = {name: source.parts[part].labels[idx] for name, (part, idx) in assigned.items()}
     return Datasets(
         splits=splits,
@@ -188,28 +204,67 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
         augment=augment.names,
         verify=source.verify,
         value_range=source.value_range,
-        raw={name: source.parts[part].make(idx, None).batch(spec.batch_size)
+        raw={name: source.parts[part].make(idx).batch(spec.batch_size)
              for name, (part, idx) in assigned.items()},  # what eval, predict and exports take, in order
+        epochs=epochs,
+        steps_per_epoch=steps,
     )
 
 
 def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *, split: str,
               transform) -> tf.data.Dataset:
+    """A held-out split: in its stored order, batched, preprocessed in parallel."""
+    ds = source.parts[part].make(indices)
+    if recipe.data.cache != "none":
+        ds = _cached(ds, source, part, indices, recipe, split)
+    return ds.batch(recipe.data.batch_size).map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def _cached(ds: tf.data.Dataset, source: Source, part: str, indices: np.ndarray, recipe: Recipe,
+            split: str) -> tf.data.Dataset:
+    cache = recipe.data.cache
+    if cache == "memory":
+        return ds.cache()
+    _make_cache_folder(recipe)
+    return ds.cache(f"{cache}-{split}-{_fingerprint(recipe, source, part, indices)}")
+
+
+_SEED_STRIDE = 1_000_003  # epoch e of seed s shuffles from s * stride + e: distinct for every epoch of every seed
+
+
+def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe: Recipe, transform):
+    """``(first, last, skip_batches) -> dataset``: the training stream of ``Datasets.train_epochs``.
+
+    Each epoch is one shuffle of the training examples from the epoch's own seed
+    (names or indices before decoding; decoded examples after a cache), then
+    batches numbered by step; ``transform(epoch, step, x, y)`` augments a batch
+    from that pair. A resumed epoch skips its first examples before they are decoded.
+    """
     spec = recipe.data
-    shuffle = split == "train" and spec.shuffle
-    cache = spec.cache
-    ds = source.parts[part].make(indices, recipe.seed if shuffle and cache == "none" else None)
-    if cache != "none":
-        if cache != "memory":
-            _make_cache_folder(recipe)
-        ds = ds.cache("" if cache == "memory" else f"{cache}-{split}-{_fingerprint(recipe, source, part, indices)}")
-        buffer = len(indices) if cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
-        ds = shuffled(ds, buffer, recipe.seed if shuffle else None)
-    # Augmentation layers draw from one seed state: batches augmented in parallel would take its draws in
-    # any order, so with a fixed seed two runs would differ. Training batches with augmentation go one by one.
-    parallel = None if split == "train" and spec.augment else AUTOTUNE
-    ds = ds.batch(spec.batch_size).map(transform, num_parallel_calls=parallel)
-    return ds.prefetch(AUTOTUNE)
+    part, batch = source.parts[part_name], spec.batch_size
+    base = None
+    if spec.cache != "none":  # the cache holds decoded examples in stored order; each epoch shuffles them
+        base = _cached(part.make(indices), source, part_name, indices, recipe, "train")
+        buffer = len(indices) if spec.cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
+
+    def stream(first: int, last: int, skip_batches: int = 0) -> tf.data.Dataset:
+        def epoch(e):
+            resumed = tf.equal(e, first)
+            skip = tf.where(resumed, tf.constant(skip_batches * batch, tf.int64), tf.constant(0, tf.int64))
+            seed = tf.constant(recipe.seed, tf.int64) * _SEED_STRIDE + e if spec.shuffle else None
+            ds = part.make(indices, seed, skip) if base is None else shuffled(base, buffer, seed, skip)
+            start = tf.where(resumed, tf.constant(skip_batches, tf.int64), tf.constant(0, tf.int64))
+            steps = tf.data.Dataset.range(start, tf.constant(2**62, tf.int64))
+            return tf.data.Dataset.zip((tf.data.Dataset.from_tensors(e).repeat(), steps, ds.batch(batch)))
+
+        ds = tf.data.Dataset.range(first, last).flat_map(epoch)
+        # Augmentation layers draw from seed states (set per batch by the transform): batches augmented in
+        # parallel would race for them, so training batches with augmentation go one by one.
+        parallel = None if spec.augment else AUTOTUNE
+        return ds.map(lambda e, step, xy: transform(*xy, key=(e, step)), num_parallel_calls=parallel).prefetch(
+            AUTOTUNE)
+
+    return stream
 
 
 def _make_cache_folder(recipe: Recipe) -> None:

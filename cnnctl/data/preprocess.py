@@ -131,12 +131,18 @@ def keras_normalization(record: dict) -> keras.layers.Normalization:
 
 
 def batch_transform(augment: Augmentation, training: bool, kind: str, rescale: float,
-                    standardize: keras.layers.Normalization | None):
-    """``(x, y) -> (x', y)`` for a batch: float32, augmented (training) or in inference mode, normalized."""
+                    standardize: keras.layers.Normalization | None, *, seed: int = 0):
+    """``(x, y, key=None) -> (x', y)`` for a batch: float32, augmented (training) or in inference mode, normalized.
+
+    ``key`` (epoch, step) makes the batch's augmentation a function of the
+    recipe's seed and that pair alone (``reseed``), whatever was augmented before.
+    """
     layers = augment.training if training else augment.inference
 
-    def transform(x, y):
+    def transform(x, y, key=None):
         x = tf.cast(x, tf.float32)
+        if key is not None and training:
+            reseed(layers, seed, *key)
         for layer in layers:
             x = layer(x, training=training)
         if kind == "rescale":
@@ -146,6 +152,24 @@ def batch_transform(augment: Augmentation, training: bool, kind: str, rescale: f
         return x, y
 
     return transform
+
+
+_DRAWS = 1 << 12  # seeds a layer may draw for one batch before it would reach the next batch's
+
+
+def reseed(layers: list[keras.layers.Layer], seed: int, epoch, step) -> None:
+    """Set each random layer's seed state to (its seed, a counter of epoch and step) before it augments a batch.
+
+    Keras's random layers draw stateless random numbers from their SeedGenerator's
+    state and advance it; setting it per batch makes every batch's draws
+    independent of the batches before it, as a resumed run needs.
+    """
+    counter = tf.cast(epoch, tf.int64) * (1 << 40) + tf.cast(step, tf.int64) * _DRAWS
+    for i, layer in enumerate(layers):
+        generator = getattr(layer, "generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            state = generator.state
+            state.assign(tf.cast(tf.stack([tf.constant(seed + 7919 * (i + 1), tf.int64), counter]), state.dtype))
 
 
 def normalization_record(kind: str, rescale: float, standardize: keras.layers.Normalization | None) -> dict:

@@ -38,13 +38,15 @@ class DataError(Exception):
 class Part:
     """The examples of one stored split: their labels, and a maker of their dataset.
 
-    ``make(indices, shuffle_seed)`` gives ``(x, y)`` for ``indices`` (positions
-    in ``labels``); with a seed it reshuffles them every epoch, as cheaply as the
-    source allows (file names before decoding, arrays by index).
+    ``make(indices, shuffle_seed, skip)`` gives ``(x, y)`` for ``indices``
+    (positions in ``labels``); with a seed (an int or a scalar tensor: the
+    training pipeline passes one per epoch) it shuffles them once, as cheaply as
+    the source allows (file names before decoding, arrays by index), then leaves
+    out the first ``skip`` examples, before decoding them (a resumed epoch).
     """
 
     labels: np.ndarray  # int32 class indices
-    make: Callable[[np.ndarray, int | None], tf.data.Dataset]
+    make: Callable[..., tf.data.Dataset]
     keys: np.ndarray | None = None  # file paths, for a source that reads one file per example
 
 
@@ -61,16 +63,21 @@ class Source:
     verify: Callable[[], list[str]] | None = None  # decodes everything once; returns what fails (files)
 
 
-def shuffled(ds: tf.data.Dataset, buffer: int, seed: int | None) -> tf.data.Dataset:
-    """``ds`` reshuffled every epoch from ``seed`` (unchanged when ``seed`` is None)."""
-    if seed is None:
-        return ds
-    return ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
+def shuffled(ds: tf.data.Dataset, buffer: int, seed=None, skip=0) -> tf.data.Dataset:
+    """``ds`` shuffled once from ``seed`` (unchanged when it is None), without its first ``skip`` elements.
+
+    The order is a function of the seed alone, never of how many times the data
+    was read: the training pipeline gives each epoch a seed of its own, so a
+    resumed run reads each epoch in the order an uninterrupted one did.
+    """
+    if seed is not None:
+        ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=False)
+    return ds if isinstance(skip, int) and skip == 0 else ds.skip(skip)
 
 
 def array_part(x: np.ndarray, y: np.ndarray) -> Part:
-    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
-        return shuffled(tf.data.Dataset.from_tensor_slices((x[indices], y[indices])), len(indices), shuffle_seed)
+    def make(indices: np.ndarray, shuffle_seed=None, skip=0) -> tf.data.Dataset:
+        return shuffled(tf.data.Dataset.from_tensor_slices((x[indices], y[indices])), len(indices), shuffle_seed, skip)
 
     return Part(labels=y, make=make)
 
@@ -257,9 +264,9 @@ def load_synthetic(spec: DataSpec, seed: int) -> Source:
         noise = tf.random.stateless_uniform(shape, seed=tf.stack([tf.constant(seed, tf.int64), index + 1]))
         return 0.5 * tf.gather(patterns, label) + 0.5 * noise, label
 
-    def make(indices: np.ndarray, shuffle_seed: int | None) -> tf.data.Dataset:
+    def make(indices: np.ndarray, shuffle_seed=None, skip=0) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((indices.astype("int64"), labels[indices]))
-        return shuffled(ds, len(indices), shuffle_seed).map(example, num_parallel_calls=AUTOTUNE)
+        return shuffled(ds, len(indices), shuffle_seed, skip).map(example, num_parallel_calls=AUTOTUNE)
 
     return Source(parts={"all": Part(labels, make)}, class_names=[str(i) for i in range(classes)],
                   element_shape=shape, dtype="float32", value_range=(0.0, 1.0),

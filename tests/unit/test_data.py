@@ -38,6 +38,7 @@ def test_digits_pipeline_batches_scaled_images():
     first = np.concatenate([y.numpy() for _, y in data["test"]])
     again = np.concatenate([y.numpy() for _, y in data["test"]])
     assert np.array_equal(first, again)  # the test split is not shuffled
-    epoch1 = np.concatenate([y.numpy() for _, y in data["train"]])
-    epoch2 = np.concatenate([y.numpy() for _, y in data["train"]])
+    stream = np.concatenate([y.numpy() for _, y in data.train_epochs(0, 2)])  # what fit reads: two epochs
+    epoch1, epoch2 = stream[: data.sizes["train"]], stream[data.sizes["train"]:]
+    assert np.array_equal(epoch1, np.concatenate([y.numpy() for _, y in data["train"]]))
     assert not np.array_equal(epoch1, epoch2) and np.array_equal(np.sort(epoch1), np.sort(epoch2))

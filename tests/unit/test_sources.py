@@ -591,10 +591,11 @@ def test_augmentation_changes_training_batches_only(npz_digits, layer):
     assert augmented.augment == [layer]
     x0, y0 = arrays(plain, "train")
     x1, y1 = arrays(augmented, "train")
-    x2, _ = arrays(augmented, "train")
+    x2 = np.concatenate([x.numpy() for x, _ in augmented.train_epochs(1, 2)])  # the second epoch
     assert np.array_equal(y1, y0)  # the same examples, in the same order
     assert x1.shape != x0.shape or not np.allclose(x1, x0)  # augmented
     assert x1.shape == x2.shape and not np.allclose(x1, x2)  # drawn anew every epoch
+    assert np.array_equal(x1, arrays(augmented, "train")[0])  # a function of the seed, epoch and step alone
     assert 0.0 <= x1.min() and 0.5 < x1.max() <= 1.0  # value_range 0..255 before the rescale: not clipped to 1
     if layer != "RandomCrop":  # see test_random_crop_gives_every_split_the_cropped_shape
         for split in ("validation", "test"):
