@@ -9,6 +9,7 @@ Layout (DESIGN 2)::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnctl.errors import UserError
+from cnnctl.errors import CnnctlError, UserError
 
 RECIPE = "recipe.yaml"
 LOCK = ".lock"
@@ -80,34 +81,65 @@ class RunDir:
         with open(self.path / name, encoding="utf-8") as f:
             return json.load(f)
 
-    def update_json(self, name: str, **fields: Any) -> Path:
-        data = self.read_json(name) if (self.path / name).exists() else {}
+    def update_json(self, file_name: str, /, **fields: Any) -> Path:
+        """Set ``fields`` in the JSON file ``file_name`` of the run (created if missing), atomically."""
+        data = self.read_json(file_name) if (self.path / file_name).exists() else {}
         data.update(fields)
-        return self.write_json(name, data)
+        return self.write_json(file_name, data)
+
+
+class WriteError(CnnctlError):
+    """A file of the run could not be written (a full disk, a read-only folder): the job fails, exit 1.
+
+    The file it was to replace is left as it was."""
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write to a temporary name, fsync, then rename: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_folder(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path}: {write_failure(exc)}") from None
     return path
 
 
 def save_model_atomic(model: Any, path: Path) -> Path:
-    """``model.save`` to a temporary ``.keras`` file, then rename over ``path``."""
+    """``model.save`` to a temporary ``.keras`` file, fsync, then rename over ``path``."""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     try:
         model.save(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)
+    except OSError as exc:  # h5py and zipfile report a full disk as OSError too
+        raise WriteError(f"cannot write {path}: {write_failure(exc)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_failure(exc: OSError) -> str:
+    """Why a write failed, in words: a full disk is named as such."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    return exc.strerror or str(exc)
 
 
 def resolve_run(run: str, runs_dir: str | os.PathLike = "runs") -> RunDir:

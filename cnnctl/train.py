@@ -1,10 +1,12 @@
-"""Model + datasets -> a trained run directory (DESIGN 2).
+"""Model + datasets -> a trained run directory (DESIGN 2), and the resumption of one.
 
 ``train(recipe)`` checks everything that can reject the recipe (``prepare``),
 then creates the run, writes the resolved recipe, trains with Keras's own
 ``fit`` (the recipe's callbacks, class weights, dtype policy, XLA and
 steps_per_execution), and writes model.keras, metrics.json and the recipe's
-exports. Keras's progress goes to stderr so that stdout carries only results.
+exports. ``resume(run, recipe)`` continues a run from its newest valid
+checkpoint (``cnnctl.runstate``) to the same result an uninterrupted run gets.
+Keras's progress goes to stderr so that stdout carries only results.
 """
 
 from __future__ import annotations
@@ -22,27 +24,24 @@ import keras
 import numpy as np
 
 import cnnctl
+from cnnctl import checkpoint
 from cnnctl.callbacks import build_callbacks, make_parent_dirs
-from cnnctl.data import Datasets, build_datasets
+from cnnctl.checkpoint import Checkpoint
 from cnnctl.data.report import data_record
-from cnnctl.errors import CnnctlError, RecipeError, UserError, first_line
-from cnnctl.fit_checks import check_fits_data, check_outputs
-from cnnctl.model import build
-from cnnctl.model.objects import build_loss, build_metrics, build_optimizer
-from cnnctl.model.schedules import is_schedule_spec
-from cnnctl.recipe import Recipe, dump_recipe
-from cnnctl.recipe.graph import split_spec
-from cnnctl.rundir import RunDir, atomic_write_text, save_model_atomic
-from cnnctl.train_options import (
-    check_jit_compile,
-    check_monitor,
-    class_weights,
-    logged_names,
-    monitor_mode,
-    steps_per_epoch,
+from cnnctl.errors import CnnctlError, UserError
+from cnnctl.prepare import (  # noqa: F401  (check_training, compile_model: the API callers know from here)
+    Prepared,
+    check_training,
+    compile_model,
+    for_outputs,
+    has_schedule,
+    prepare,
+    undecodable_files,
 )
-
-_PLACEHOLDER_RUN = Path("RUN")  # `cnnctl check` validates callbacks' file names against a run that does not exist
+from cnnctl.recipe import Recipe, dump_recipe
+from cnnctl.rundir import RunDir, WriteError, atomic_write_text, save_model_atomic
+from cnnctl.runstate import EpochClock, Interrupted, NonFiniteLoss, RunRecorder, RunState, stop_on_signals
+from cnnctl.train_options import monitor_mode
 
 
 @dataclass
@@ -51,81 +50,14 @@ class TrainResult:
     metrics: dict
 
 
-def compile_model(model: keras.Model, recipe: Recipe, *, total_steps: int | None = None) -> None:
-    """``model.compile`` with the recipe's optimizer, losses, metrics, jit_compile and steps_per_execution.
-
-    Everything by keyword (Keras 3). Per-output settings (``loss: {exit1: ..., final: ...}``)
-    become lists in the model's output order; one loss or one metric list applies to every
-    output. ``total_steps`` (the run's optimizer steps) resolves a schedule's ``decay_steps:
-    auto``. A model built under mixed_float16 gets Keras's LossScaleOptimizer explicitly, so
-    that a saved model reloads with the same optimizer (Keras would wrap it only at compile).
-    """
-    outputs = recipe.graph.output_names
-    several = len(outputs) > 1
-    loss_weights = recipe.train.loss_weights
-    if isinstance(loss_weights, dict):
-        loss_weights = [loss_weights.get(name, 1.0) for name in outputs]
-    metrics = build_metrics(recipe)
-    if several and not isinstance(recipe.train.metrics, dict):
-        metrics = [list(metrics) for _ in outputs]
-    optimizer = build_optimizer(recipe, total_steps)
-    if model.dtype_policy.name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    check_jit_compile(model, recipe)
-    model.compile(optimizer=optimizer, loss=build_loss(recipe), loss_weights=loss_weights, metrics=metrics,
-                  jit_compile=recipe.train.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
-
-
-def for_outputs(dataset, count: int):
-    """Give every output of a multi-output model the same labels (e.g. the exits of an early-exit net)."""
-    if count == 1:
-        return dataset
-    return dataset.map(lambda x, y: (x, (y,) * count))
-
-
 class LearningRateLog(keras.callbacks.Callback):
     """Adds ``learning_rate`` to each epoch's logs (history.csv, progress): the optimizer's rate when the
     epoch ends (a schedule's value at the steps taken so far), before a callback such as ReduceLROnPlateau
-    changes it. It runs first. Keras's own TensorBoard callback logs the same value."""
+    changes it. It runs right after the EpochClock. Keras's own TensorBoard callback logs the same value."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
-class RunRecorder(keras.callbacks.Callback):
-    """After each epoch: history.csv, checkpoints/last.keras (model + optimizer), state.json, best.keras.
-
-    Every file is rewritten whole under a temporary name and renamed, so a crash
-    leaves the previous epoch's files intact. Epochs are counted from 1. It runs after
-    every other callback, so a checkpoint holds what they changed (ReduceLROnPlateau's
-    learning rate, for instance).
-    """
-
-    def __init__(self, run: RunDir, monitor: str | None, mode: str):
-        super().__init__()
-        self.run = run
-        self.monitor = monitor
-        self.mode = monitor_mode(monitor, mode) if monitor else mode
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.rows: list[dict] = []
-        (run / "checkpoints").mkdir(exist_ok=True)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.rows.append({"epoch": epoch + 1, **logs})
-        columns = list(dict.fromkeys(k for row in self.rows for k in row))
-        lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in self.rows]
-        atomic_write_text(self.run / "history.csv", "\n".join(lines) + "\n")
-        save_model_atomic(self.model, self.run / "checkpoints" / "last.keras")
-        self.run.write_json("checkpoints/state.json", {"epoch": epoch + 1, "logs": logs})
-        value = logs.get(self.monitor) if self.monitor else None
-        if value is None or not np.isfinite(value):
-            return
-        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
-            self.best, self.best_epoch = value, epoch + 1
-            save_model_atomic(self.model, self.run / "best.keras")
 
 
 def versions() -> dict:
@@ -135,215 +67,294 @@ def versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
-@dataclass
-class Prepared:
-    """A compiled model, its data, and what ``fit`` needs: every check that can reject the recipe is done."""
-
-    model: keras.Model
-    data: Datasets
-    policy: str  # the Keras dtype policy the model was built with
-    steps_per_epoch: int
-    total_steps: int
-    class_weight: dict[int, float] | None
-    logged: list[str]  # the values fit logs each epoch (monitor candidates)
-
-    @property
-    def has_validation(self) -> bool:
-        return self.data.sizes["validation"] > 0
-
-
-def check_training(model: keras.Model, recipe: Recipe) -> None:
-    """What ``cnnctl check`` can tell without data: optimizer (schedule), losses, metrics, monitor, callbacks,
-    class weights (by index), jit_compile."""
-    check_outputs(model, recipe)
-    compile_model(model, recipe)  # decay_steps: auto gets a placeholder step count (no data here)
-    has_validation = recipe.data.split.validation > 0
-    check_monitor(model, recipe, has_validation)
-    build_callbacks(recipe, _PLACEHOLDER_RUN, logged=logged_names(model, recipe, has_validation),
-                    has_validation=has_validation, schedule=_has_schedule(recipe))
-    class_weights(model, recipe)
-    check_exports(recipe)
-
-
-def check_exports(recipe: Recipe) -> None:
-    """Each format in ``export:`` can be written here (onnx needs its extra): found now, not after training."""
-    from cnnctl.export import require_runtime
-
-    for i, spec in enumerate(recipe.export):
-        try:
-            require_runtime(spec)
-        except UserError as exc:
-            raise RecipeError(recipe.problem(("export", i), str(exc))) from None
-
-
-def prepare(recipe: Recipe) -> Prepared:
-    """Data and a compiled model, after every check that can reject the recipe: no run exists yet."""
-    check_exports(recipe)
-    data = build_datasets(recipe)
-    built = build(recipe)
-    model = built.model
-    check_fits_data(model, data, recipe)
-    per_epoch = steps_per_epoch(data.sizes["train"], recipe.data.batch_size)
-    total = per_epoch * recipe.train.epochs
-    compile_model(model, recipe, total_steps=total)
-    has_validation = data.sizes["validation"] > 0
-    check_monitor(model, recipe, has_validation)
-    logged = logged_names(model, recipe, has_validation)
-    build_callbacks(recipe, _PLACEHOLDER_RUN, logged=logged, has_validation=has_validation,
-                    schedule=_has_schedule(recipe))
-    weights = class_weights(model, recipe, class_names=data.class_names, counts=data.class_counts["train"])
-    with undecodable_files(data):  # the first batch is the first image decoded
-        _check_loss_fits(model, data, recipe)
-    return Prepared(model, data, built.policy, per_epoch, total, weights, logged)
-
-
-def _has_schedule(recipe: Recipe) -> bool:
-    _, args = split_spec(recipe.train.optimizer)
-    return is_schedule_spec(args.get("learning_rate"))
-
-
-def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
-    """Compute the loss on one batch, so a loss that cannot take these labels fails now, located."""
-    outputs = len(model.outputs)
-    x, y = next(iter(for_outputs(data["train"], outputs).take(1)))
-    try:
-        model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
-    except Exception as exc:  # Keras's rank/shape complaints come as ValueError or TF errors
-        reason = first_line(exc)
-        raise RecipeError(recipe.problem(
-            ("train", "loss"),
-            f"the loss cannot compare the labels with the model's outputs ({reason}); the labels are class "
-            f"indices 0..{data.num_classes - 1}, which sparse_categorical_crossentropy expects",
-        )) from None
-
-
-@contextmanager
-def undecodable_files(data: Datasets | None, run: RunDir | None = None, recorder: RunRecorder | None = None):
-    """An image that fails to decode mid-epoch becomes a list of the files at fault (exit 2), not a traceback.
-
-    Only files past a valid header get this far (``data.on_error`` handles the
-    rest when the folder is listed); finding them takes one decoding pass, paid
-    only on failure.
-    """
-    import tensorflow as tf
-
-    try:
-        yield
-    except tf.errors.InvalidArgumentError:
-        bad = data.verify() if data is not None and data.verify is not None else []
-        if not bad:
-            raise
-        from cnnctl.data.files import describe_bad
-
-        kept = f"; epochs 1-{len(recorder.rows)} are kept in {run.path}" if recorder and recorder.rows else ""
-        raise UserError(f"{describe_bad(bad)}{kept}\nremove or replace them, run `cnnctl check RECIPE --data` to "
-                        "find all of them before training, or set data.on_error: skip") from None
-
-
 def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True,
           announce: Callable[[RunDir], None] | None = None) -> TrainResult:
     """Train ``recipe`` into a new run directory under ``runs_dir``; return it and its metrics."""
     started = time.perf_counter()
+    _determinism(recipe)
     plan = prepare(recipe)  # a recipe error leaves no run directory behind
-    model, data = plan.model, plan.data
     run = RunDir.create(runs_dir, recipe.name)
     if announce is not None:  # once the recipe has passed every check and the run exists
         announce(run)
     with run.locked():
         atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))
-        run.write_json("data.json", data_record(data))  # the classes and normalization eval and export reuse
+        run.write_json("data.json", data_record(plan.data))  # the classes and normalization eval and export reuse
+        return _run(recipe, plan, run, None, progress=progress, started=started)
 
-        recorder = RunRecorder(run, recipe.train.monitor, recipe.train.mode)
-        extra = build_callbacks(recipe, run.path, logged=plan.logged, has_validation=plan.has_validation,
-                                schedule=_has_schedule(recipe))
-        make_parent_dirs(extra)
-        callbacks: list[Any] = [LearningRateLog(), *extra]
-        from cnnctl.tblog import tensorboard_callbacks  # [] when log.tensorboard is off
-        callbacks.extend(tensorboard_callbacks(recipe, run, model, data))
-        callbacks.append(recorder)  # last: its checkpoint holds what the others changed
-        fit_started = time.perf_counter()
-        with redirect_stdout(sys.stderr), undecodable_files(data, run, recorder):
-            outputs = len(model.outputs)
-            try:
-                history = model.fit(
-                    for_outputs(data.train_epochs(0, recipe.train.epochs), outputs),  # every epoch its own order
-                    steps_per_epoch=data.steps_per_epoch,
-                    validation_data=for_outputs(data["validation"], outputs) if plan.has_validation else None,
-                    epochs=recipe.train.epochs,
-                    shuffle=False,  # the pipeline shuffles; Keras warns if asked to on a Dataset
-                    class_weight=plan.class_weight,
-                    callbacks=callbacks,
-                    verbose=(1 if sys.stderr.isatty() else 2) if progress else 0,  # a log file: one line per epoch
-                )
-            except RuntimeError as exc:  # TerminateOnNaN(raise_error=True)
-                if "NaN or Inf loss" not in str(exc):
-                    raise
-                kept = (f"epoch {len(recorder.rows)} (the last finished) is in {run / 'checkpoints'}"
-                        if recorder.rows else "no epoch had finished")
-                raise CnnctlError(f"training stopped: {first_line(exc)} (TerminateOnNaN); {kept}") from None
-        fit_seconds = time.perf_counter() - fit_started
-        save_model_atomic(model, run / "model.keras")
-        metrics = _metrics(recipe, plan, history, recorder, extra, fit_seconds=fit_seconds)
-        if data.sizes["test"] > 0:
-            with undecodable_files(data, run, recorder):
-                test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
-            metrics["test"] = {k: float(v) for k, v in test.items()}
-        metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
-        run.write_json("metrics.json", metrics)
 
-        if recipe.export:
-            from cnnctl.export import write_export
+def resume(run: RunDir, recipe: Recipe, *, progress: bool = True) -> TrainResult:
+    """Continue ``run`` from its newest valid checkpoint; ``recipe`` is the run's own (see ``cnnctl.resume``).
 
-            for fmt in recipe.export:
-                write_export(fmt, run, model, data)
-            metrics = run.read_json("metrics.json")
+    A run killed before its first checkpoint starts again from the beginning, in
+    the same directory; one whose training had ended is finished (model.keras,
+    test metrics, exports) or, with more ``train.epochs``, trained further.
+    """
+    started = time.perf_counter()
+    _determinism(recipe)
+    with run.locked():  # a second process resuming the same run is refused here, before any work
+        checkpoint.clean(run.path)  # what a killed writer left half-written
+        start = checkpoint.latest_checkpoint(run.path)
+        checkpoint.discard_after(run.path, start)  # damaged checkpoints the resumed run will write over
+        if start is not None and recipe.train.epochs < start.epoch + (1 if start.step else 0):
+            raise UserError(f"{run.path} has trained {start.epoch + (1 if start.step else 0)} epochs already; "
+                            f"train.epochs={recipe.train.epochs} is fewer: give at least that many")
+        stored = run.read_json("data.json") if (run / "data.json").is_file() else {}
+        plan = prepare(recipe, normalization=stored.get("normalization"))
+        _check_same_data(plan, stored, run)
+        atomic_write_text(run / "recipe.yaml", dump_recipe(recipe))  # train.epochs may have grown
+        where = "the beginning (no checkpoint was written)" if start is None else _position(start, plan)
+        print(f"resuming {run.path} from {where}", file=sys.stderr)
+        return _run(recipe, plan, run, start, progress=progress, started=started)
+
+
+def _determinism(recipe: Recipe) -> None:
+    """``train.deterministic``: TensorFlow's deterministic ops, for this process (they cannot be turned off)."""
+    if recipe.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _run(recipe: Recipe, plan: Prepared, run: RunDir, start: Checkpoint | None, *, progress: bool,
+         started: float) -> TrainResult:
+    """Fit from ``start`` (or the beginning), then write model.keras, metrics.json and the exports."""
+    import tensorflow as tf
+
+    model, data = plan.model, plan.data
+    extra = build_callbacks(recipe, run.path, logged=plan.logged, has_validation=plan.has_validation,
+                            schedule=has_schedule(recipe))
+    make_parent_dirs(extra)
+    # cnnctl stops on a NaN or infinite loss itself, after every step: Keras's TerminateOnNaN is not needed
+    extra = [c for c in extra if not isinstance(c, keras.callbacks.TerminateOnNaN)]
+    if start is not None:
+        _continue_csv_logs(extra, start.epoch)
+    state = RunState(run, model, steps_per_epoch=plan.steps_per_epoch, callbacks=extra,
+                     keep=recipe.train.keep_checkpoints, start=start)
+    epoch = tf.Variable(start.epoch if start else 0, dtype=tf.int64, trainable=False)
+    recorder = RunRecorder(state, recipe.train.monitor, recipe.train.mode)
+    from cnnctl.tblog import tensorboard_callbacks  # [] when log.tensorboard is off
+
+    callbacks = [EpochClock(state, epoch, checkpoint_every=recipe.train.checkpoint_every), LearningRateLog(),
+                 *extra, *tensorboard_callbacks(recipe, run, model, data), recorder]  # the recorder last
+    session = _Session(state, recorder, callbacks, epoch)
+    kept = f"; the checkpoints of the epochs before are kept in {run / 'checkpoints'}"
+    try:
+        with redirect_stdout(sys.stderr), undecodable_files(data, kept), stop_on_signals(state):
+            _fit(recipe, plan, session, start, progress=progress)
+    except NonFiniteLoss as exc:
+        raise _failed(recipe, run, state, exc) from None
+    except Interrupted as exc:
+        run.update_json("metrics.json", name=recipe.name, status="interrupted")
+        exc.message = (f"training stopped at {exc.message}; the checkpoints written so far are kept in "
+                       f"{run / 'checkpoints'}. Resume with: cnnctl train --resume {run.path}")
+        raise
+    except WriteError as exc:
+        raise WriteError(f"{exc}; nothing written before is lost: free space, then resume with: "
+                         f"cnnctl train --resume {run.path}") from None
+    return _finish(recipe, plan, session, started=started)
+
+
+@dataclass
+class _Session:
+    """One process's training of a run: its state, its callbacks, the epoch variable the pipeline reads."""
+
+    state: RunState
+    recorder: RunRecorder
+    callbacks: list
+    epoch: Any  # tf.Variable
+
+    @property
+    def run(self) -> RunDir:
+        return self.state.run
+
+
+def _fit(recipe: Recipe, plan: Prepared, session: _Session, start: Checkpoint | None, *, progress: bool) -> None:
+    """``model.fit`` from ``start``: a resumed, shortened epoch first when the checkpoint is mid-epoch.
+
+    Every epoch reads the batches the pipeline makes for its number (set by the
+    EpochClock), so an uninterrupted run and a resumed one read the same ones.
+    A run that ended (every epoch, or EarlyStopping) gets a fit of no epochs,
+    which ends it as Keras ends one (EarlyStopping's best weights, EMA weights).
+    """
+    model, data = plan.model, plan.data
+    state, recorder, epoch = session.state, session.recorder, session.epoch
+    outputs = len(model.outputs)
+    planned = recipe.train.epochs
+    first = start.epoch if start else 0
+    if start is not None and start.state.get("stopped_early") and planned <= start.state.get("epochs_planned", 0):
+        planned = first  # EarlyStopping had ended it: nothing is left to train
+    state.epochs_planned = recipe.train.epochs
+    common = {"validation_data": for_outputs(data["validation"], outputs) if plan.has_validation else None,
+              "class_weight": plan.class_weight, "callbacks": session.callbacks,
+              "shuffle": False,  # the pipeline shuffles
+              "verbose": (1 if sys.stderr.isatty() else 2) if progress else 0}  # a log file: a line per epoch
+    state.fit_began()
+    if start is not None and start.step and first < planned:
+        # The epoch's running metrics are restored into the metrics' variables, which Keras creates when it
+        # first computes them: one evaluation of a batch (which changes no weight) creates them now.
+        model.evaluate(for_outputs(data["train"].take(1), outputs), verbose=0)
+        shortened = data.train_epochs(first, first + 1, start.step).apply(
+            _cardinality(plan.steps_per_epoch - start.step))
+        recorder.stop_after = first
+        with _end_deferred(model, state.callbacks, until=first + 1 < planned):
+            model.fit(for_outputs(shortened, outputs), epochs=planned, initial_epoch=first, **common)
+        recorder.stop_after = None
+        first += 1
+        if state.stopped_early or first >= planned:
+            return
+    epoch.assign(first)
+    model.fit(for_outputs(data.train_epoch_of(epoch), outputs), epochs=planned, initial_epoch=first, **common)
+
+
+@contextmanager
+def _end_deferred(model: keras.Model, callbacks: list, *, until: bool):
+    """While ``until``: the end-of-fit work that belongs to the end of training (EarlyStopping's restoring of
+    its best weights, the optimizer's EMA weights) is held back for the fit that follows, and done here if
+    the shortened epoch ends training after all (EarlyStopping stopped it)."""
+    if not until:
+        yield
+        return
+    held = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
+    for c in held:
+        c.on_train_end = lambda logs=None: None
+    model.optimizer.finalize_variable_values = lambda variables: None
+    try:
+        yield
+    finally:
+        for c in held:
+            del c.on_train_end
+        del model.optimizer.finalize_variable_values
+    if model.stop_training:  # EarlyStopping ended training at the shortened epoch: end it as Keras would
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+        for c in held:
+            c.on_train_end()
+
+
+def _cardinality(count: int):
+    import tensorflow as tf
+
+    return tf.data.experimental.assert_cardinality(count)
+
+
+def _finish(recipe: Recipe, plan: Prepared, session: _Session, *, started: float) -> TrainResult:
+    model, data, run = plan.model, plan.data, session.run
+    save_model_atomic(model, run / "model.keras")
+    metrics = _metrics(recipe, plan, session.state)
+    if data.sizes["test"] > 0:
+        with undecodable_files(data):
+            test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
+        metrics["test"] = {k: float(v) for k, v in test.items()}
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+    exports = run.read_json("metrics.json").get("exports") if (run / "metrics.json").is_file() else None
+    if exports:  # a resumed run keeps the records of exports made before
+        metrics["exports"] = exports
+    run.write_json("metrics.json", metrics)
+    if recipe.export:
+        from cnnctl.export import write_export
+
+        for fmt in recipe.export:
+            write_export(fmt, run, model, data)
+        metrics = run.read_json("metrics.json")
     return TrainResult(run=run, metrics=metrics)
 
 
-def _metrics(recipe: Recipe, plan: Prepared, history: Any, recorder: RunRecorder, extra: list, *,
-             fit_seconds: float) -> dict[str, Any]:
+def _failed(recipe: Recipe, run: RunDir, state: RunState, exc: NonFiniteLoss) -> CnnctlError:
+    """A diverged run: marked failed in metrics.json; its last good checkpoint is kept."""
+    done = len(state.rows)
+    kept = (f"the last good checkpoint (epoch {done}) is kept in {run / 'checkpoints'}" if done else
+            "no epoch had finished")
+    message = (f"training stopped: {exc}; {kept}. Likely causes: a learning rate too high for this model "
+               "(train.optimizer), inputs that are not normalized (data.normalize), or a loss that does not match "
+               "the outputs (from_logits). Fix the recipe and train again, or resume from the last checkpoint with "
+               f"cnnctl train --resume {run.path} --set KEY=VALUE --force")
+    run.update_json("metrics.json", name=recipe.name, status="failed", error=message, epochs=done)
+    return CnnctlError(message)
+
+
+def _metrics(recipe: Recipe, plan: Prepared, state: RunState) -> dict[str, Any]:
     """metrics.json, but for the test split and the wall time."""
-    last = {k: float(v[-1]) for k, v in history.history.items() if k != "learning_rate"}
-    epochs = len(history.epoch)
+    rows = state.rows
+    last = {k: v for k, v in rows[-1].items() if k not in ("epoch", "learning_rate")} if rows else {}
+    epochs = len(rows)
     metrics: dict[str, Any] = {
         "name": recipe.name,
+        "status": "completed",
         "epochs": epochs,
         "train": {k: v for k, v in last.items() if not k.startswith("val_")},
         "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
     }
-    if recorder.best_epoch is not None:
-        metrics["best"] = {"monitor": recorder.monitor, "mode": recorder.mode,
-                           "value": recorder.best, "epoch": recorder.best_epoch}
+    if state.best_epoch is not None:
+        mode = monitor_mode(recipe.train.monitor, recipe.train.mode)
+        metrics["best"] = {"monitor": recipe.train.monitor, "mode": mode, "value": state.best,
+                           "epoch": state.best_epoch}
     model = plan.model
+    seconds = max(state.seconds(), 1e-9)
     metrics.update({
         "examples": plan.data.sizes,
         "params": model.count_params(),
-        "train_seconds": round(fit_seconds, 3),
-        "images_per_sec": round(plan.data.sizes["train"] * epochs / fit_seconds, 1),
+        "train_seconds": round(seconds, 3),
+        "images_per_sec": round(plan.data.sizes["train"] * epochs / seconds, 1),
         "training": {
             "epochs_planned": recipe.train.epochs,
-            "stopped_by": _stopped_by(extra, epochs, recipe.train.epochs, last),
+            "stopped_by": _stopped_by(state.callbacks, epochs, recipe.train.epochs),
             "steps_per_epoch": plan.steps_per_epoch,
             "steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-            "learning_rate": recorder.rows[-1]["learning_rate"] if recorder.rows else None,
+            "learning_rate": rows[-1]["learning_rate"] if rows else None,
             "mixed_precision": plan.policy,
             "jit_compile": bool(model.jit_compile),
             "steps_per_execution": recipe.train.steps_per_execution,
             "class_weight": {str(k): v for k, v in plan.class_weight.items()} if plan.class_weight else None,
+            "resumed": state.resumes,
         },
         "versions": versions(),
     })
     return metrics
 
 
-def _stopped_by(callbacks: list, epochs: int, planned: int, last: dict) -> str | None:
+def _stopped_by(callbacks: list, epochs: int, planned: int) -> str | None:
     """Which callback ended training before train.epochs, if one did."""
     if epochs >= planned:
         return None
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.EarlyStopping) and callback.stopped_epoch > 0:
             return "EarlyStopping"
-    if any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks) and not np.isfinite(
-            last.get("loss", 0.0)):
-        return "TerminateOnNaN"
     return "a callback"
+
+
+def _position(start: Checkpoint, plan: Prepared) -> str:
+    if start.step:
+        return f"epoch {start.epoch + 1}, step {start.step} of {plan.steps_per_epoch}"
+    return f"the end of epoch {start.epoch}"
+
+
+def _check_same_data(plan: Prepared, stored: dict, run: RunDir) -> None:
+    """The resumed run must read the data it started with: the same classes and split sizes."""
+    data = plan.data
+    if stored.get("class_names") not in (None, data.class_names):
+        raise UserError(f"{run.path}: the data's classes changed since the run started "
+                        f"({stored['class_names']} then, {data.class_names} now); a resumed run must read the "
+                        "same data: restore it, or train a new run")
+    sizes = stored.get("sizes") or stored.get("examples")
+    if sizes and {k: int(v) for k, v in sizes.items()} != {k: int(v) for k, v in data.sizes.items()}:
+        raise UserError(f"{run.path}: the data's split sizes changed since the run started ({sizes} then, "
+                        f"{data.sizes} now); a resumed run must read the same data: restore it, or train a new run")
+
+
+def _continue_csv_logs(callbacks: list, epochs_done: int) -> None:
+    """CSVLogger files of a resumed run: keep the rows of the epochs the checkpoint holds, then append."""
+    import csv
+    import io
+
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.CSVLogger):
+            continue
+        callback.append = True
+        try:
+            with open(callback.filename, newline="") as f:
+                rows = list(csv.reader(f))
+        except FileNotFoundError:
+            continue
+        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs_done]  # 0-based
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        atomic_write_text(Path(callback.filename), text.getvalue())

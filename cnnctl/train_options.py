@@ -134,7 +134,3 @@ def check_jit_compile(model: keras.Model, recipe: Recipe) -> None:
     if refusing:
         raise RecipeError(recipe.problem(("train", "jit_compile"), f"XLA cannot compile {', '.join(refusing)}; "
                                          "set jit_compile: auto or false"))
-
-
-def steps_per_epoch(train_examples: int, batch_size: int) -> int:
-    return math.ceil(train_examples / batch_size)

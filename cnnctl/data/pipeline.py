@@ -58,6 +58,7 @@ class Datasets:
     value_range: tuple[float, float] = (0.0, 255.0)  # what a stored value can be (pixels: 0-255)
     raw: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)  # batches as stored, in order
     epochs: Callable[..., tf.data.Dataset] | None = field(default=None, repr=False)  # see train_epochs
+    following: Callable[[tf.Variable], tf.data.Dataset] | None = field(default=None, repr=False)
     steps_per_epoch: int = 0  # training batches in an epoch
 
     def __getitem__(self, split: str) -> tf.data.Dataset:
@@ -69,8 +70,13 @@ class Datasets:
 
     def train_epochs(self, first: int, last: int, skip_batches: int = 0) -> tf.data.Dataset:
         """The training batches of epochs ``first`` to ``last - 1`` (counted from 0) in one stream, the first
-        epoch without its first ``skip_batches`` batches: what ``fit`` reads, with ``steps_per_epoch``."""
+        epoch without its first ``skip_batches`` batches (a resumed epoch)."""
         return self.epochs(first, last, skip_batches)
+
+    def train_epoch_of(self, epoch: tf.Variable) -> tf.data.Dataset:
+        """One epoch of training batches, the one numbered by ``epoch`` when an iteration starts: what ``fit``
+        reads, a callback setting the variable at each epoch's beginning (``cnnctl.runstate``)."""
+        return self.following(epoch)
 
     def sample(self, split: str, count: int, *, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``count`` examples of ``split`` (x, y) as NumPy arrays: preprocessed, or as stored if ``raw``."""
@@ -182,9 +188,9 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
             raw = source.parts[part].make(idx).batch(256).map(lambda x, y: tf.cast(x, tf.float32))
             standardize = preprocess.standardizer(raw)
     part, idx = assigned["train"]
-    epochs = _training_epochs(source, part, idx, recipe,
-                              preprocess.batch_transform(augment, True, kind, spec.rescale, standardize, seed=recipe.seed))
-    steps = -(-len(idx) // spec.batch_size)
+    epochs, following = _training_epochs(source, part, idx, recipe, preprocess.batch_transform(
+        augment, True, kind, spec.rescale, standardize, seed=recipe.seed))
+    steps = -(-len(idx) // spec.batch_size)  # the last batch may be smaller
     splits = {"train": epochs(0, 1).apply(tf.data.experimental.assert_cardinality(steps))}  # epoch 1, as fit reads it
     for name in ("validation", "test"):
         part, idx = assigned[name]
@@ -207,6 +213,7 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
         raw={name: source.parts[part].make(idx).batch(spec.batch_size)
              for name, (part, idx) in assigned.items()},  # what eval, predict and exports take, in order
         epochs=epochs,
+        following=following,
         steps_per_epoch=steps,
     )
 
@@ -216,11 +223,11 @@ def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
     """A held-out split: in its stored order, batched, preprocessed in parallel."""
     ds = source.parts[part].make(indices)
     if recipe.data.cache != "none":
-        ds = _cached(ds, source, part, indices, recipe, split)
+        ds = _cached(ds, source, part, indices, recipe, split=split)
     return ds.batch(recipe.data.batch_size).map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def _cached(ds: tf.data.Dataset, source: Source, part: str, indices: np.ndarray, recipe: Recipe,
+def _cached(ds: tf.data.Dataset, source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
             split: str) -> tf.data.Dataset:
     cache = recipe.data.cache
     if cache == "memory":
@@ -233,7 +240,7 @@ _SEED_STRIDE = 1_000_003  # epoch e of seed s shuffles from s * stride + e: dist
 
 
 def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe: Recipe, transform):
-    """``(first, last, skip_batches) -> dataset``: the training stream of ``Datasets.train_epochs``.
+    """``stream(first, last, skip_batches)`` and ``following(variable)``: see ``Datasets.train_epochs``.
 
     Each epoch is one shuffle of the training examples from the epoch's own seed
     (names or indices before decoding; decoded examples after a cache), then
@@ -244,27 +251,35 @@ def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe
     part, batch = source.parts[part_name], spec.batch_size
     base = None
     if spec.cache != "none":  # the cache holds decoded examples in stored order; each epoch shuffles them
-        base = _cached(part.make(indices), source, part_name, indices, recipe, "train")
+        base = _cached(part.make(indices), source, part_name, indices, recipe, split="train")
         buffer = len(indices) if spec.cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
 
-    def stream(first: int, last: int, skip_batches: int = 0) -> tf.data.Dataset:
-        def epoch(e):
-            resumed = tf.equal(e, first)
-            skip = tf.where(resumed, tf.constant(skip_batches * batch, tf.int64), tf.constant(0, tf.int64))
-            seed = tf.constant(recipe.seed, tf.int64) * _SEED_STRIDE + e if spec.shuffle else None
-            ds = part.make(indices, seed, skip) if base is None else shuffled(base, buffer, seed, skip)
-            start = tf.where(resumed, tf.constant(skip_batches, tf.int64), tf.constant(0, tf.int64))
-            steps = tf.data.Dataset.range(start, tf.constant(2**62, tf.int64))
-            return tf.data.Dataset.zip((tf.data.Dataset.from_tensors(e).repeat(), steps, ds.batch(batch)))
+    def epoch(e, skip_batches=0):
+        """Epoch ``e`` (a scalar tensor) from batch ``skip_batches`` on, as (epoch, step, (x, y)) elements."""
+        seed = tf.constant(recipe.seed, tf.int64) * _SEED_STRIDE + e if spec.shuffle else None
+        skip = tf.cast(skip_batches, tf.int64) * batch
+        ds = part.make(indices, seed, skip) if base is None else shuffled(base, buffer, seed, skip)
+        steps = tf.data.Dataset.range(tf.cast(skip_batches, tf.int64), tf.constant(2**62, tf.int64))
+        return tf.data.Dataset.zip((tf.data.Dataset.from_tensors(e).repeat(), steps, ds.batch(batch)))
 
-        ds = tf.data.Dataset.range(first, last).flat_map(epoch)
+    def preprocessed(ds: tf.data.Dataset) -> tf.data.Dataset:
         # Augmentation layers draw from seed states (set per batch by the transform): batches augmented in
         # parallel would race for them, so training batches with augmentation go one by one.
         parallel = None if spec.augment else AUTOTUNE
         return ds.map(lambda e, step, xy: transform(*xy, key=(e, step)), num_parallel_calls=parallel).prefetch(
             AUTOTUNE)
 
-    return stream
+    def stream(first: int, last: int, skip_batches: int = 0) -> tf.data.Dataset:
+        def one(e):
+            return epoch(e, tf.where(tf.equal(e, first), tf.constant(skip_batches, tf.int64), tf.constant(0, tf.int64)))
+
+        return preprocessed(tf.data.Dataset.range(first, last).flat_map(one))
+
+    def following(variable: tf.Variable) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(lambda _: epoch(variable.read_value()))
+        return preprocessed(ds).apply(tf.data.experimental.assert_cardinality(-(-len(indices) // batch)))
+
+    return stream, following
 
 
 def _make_cache_folder(recipe: Recipe) -> None:

@@ -48,7 +48,8 @@ def test_run_directory_layout(trained):
     workdir, run, _ = trained
     assert run.parent == workdir / "runs" / "digits_cnn"
     for name in ["recipe.yaml", "model.keras", "best.keras", "history.csv", "metrics.json",
-                 "checkpoints/last.keras", "checkpoints/state.json", "export/savedmodel/saved_model.pb"]:
+                 "checkpoints/ckpt-000006320.json", "checkpoints/ckpt-000006320/state.npz",
+                 "export/savedmodel/saved_model.pb"]:  # the last checkpoint: 40 epochs of 158 steps
         assert (run / name).is_file(), name
     assert not (run / ".lock").exists()
     assert not [p for p in run.rglob("*") if ".tmp-" in p.name]  # no temporary files left
@@ -61,7 +62,12 @@ def test_run_directory_layout(trained):
     assert best["monitor"] == "val_accuracy"
     assert best["value"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
     assert metrics["images_per_sec"] > 0 and metrics["versions"]["keras"].startswith("3.")
-    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 40
+    from cnnctl.checkpoint import latest_checkpoint
+
+    last = latest_checkpoint(run)
+    assert (last.epoch, last.step, len(last.state["rows"])) == (40, 0, 40)
+    assert len(list((run / "checkpoints").glob("ckpt-*.json"))) == 2  # train.keep_checkpoints: the newest two
+    assert metrics["status"] == "completed"
 
 
 def test_stored_recipe_is_resolved_and_reloads(trained):

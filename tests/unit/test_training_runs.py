@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+from cnnctl.checkpoint import latest_checkpoint
 from cnnctl.data import build_datasets
 from cnnctl.recipe import load_recipe_text
 from cnnctl.train import prepare, train
@@ -71,7 +72,7 @@ def test_learning_rate_follows_warmup_then_cosine_through_a_run(tmp_path):
     assert measured[-1] == pytest.approx(0.0, abs=1e-9)  # decay_steps: auto ends the decay with the run
     assert rows[-1]["loss"] < rows[0]["loss"]  # and it trained
 
-    optimizer = keras.saving.load_model(result.run / "checkpoints" / "last.keras").optimizer
+    optimizer = keras.saving.load_model(result.run / "model.keras").optimizer  # saved with the model
     assert int(optimizer.iterations) == 60
     assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
 
@@ -86,7 +87,7 @@ def test_early_stopping_ends_the_run_before_train_epochs(tmp_path):
     assert result.metrics["epochs"] == 2
     assert result.metrics["training"]["stopped_by"] == "EarlyStopping"
     assert result.metrics["training"]["epochs_planned"] == 10
-    assert json.loads((result.run / "checkpoints" / "state.json").read_text())["epoch"] == 2
+    assert latest_checkpoint(result.run.path).epoch == 2 and latest_checkpoint(result.run.path).state["stopped_early"]
 
 
 def test_reduce_lr_on_plateau_lowers_the_learning_rate(tmp_path):
@@ -100,7 +101,7 @@ def test_reduce_lr_on_plateau_lowers_the_learning_rate(tmp_path):
     # the rate each epoch ended with, before the callback acted: halved after every epoch from the second
     assert [row["learning_rate"] for row in history(result.run)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
     assert result.metrics["training"]["learning_rate"] == pytest.approx(2.5e-4)
-    optimizer = keras.saving.load_model(result.run / "checkpoints" / "last.keras").optimizer
+    optimizer = keras.saving.load_model(result.run / "model.keras").optimizer
     assert float(optimizer.learning_rate) == pytest.approx(1.25e-4)  # lowered once more after epoch 4
     with open(result.run / "extra" / "keras_log.csv") as f:  # CSVLogger wrote inside the run
         assert len(list(csv.DictReader(f))) == 4
@@ -159,7 +160,7 @@ def test_mixed_precision_trains_on_cpu_and_its_models_reload(precision, tmp_path
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
-        model = keras.saving.load_model(result.run / "checkpoints" / "last.keras")
+        model = keras.saving.load_model(result.run / "model.keras")
     assert [layer.dtype_policy.name for layer in model.layers] == [policy] * 4 + ["float32"]
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) is (precision == "float16")
     x = next(build_datasets(r)["test"].as_numpy_iterator())[0]
@@ -192,22 +193,38 @@ loss: {SparseCategoricalCrossentropy: {from_logits: true}}
 """
 
 
-def test_terminate_on_nan_stops_a_diverging_run(tmp_path):
-    result = train(recipe(NAN_TRAIN + "callbacks: [TerminateOnNaN]", model=DIVERGES), str(tmp_path), progress=False)
-    assert result.metrics["epochs"] == 1 and result.metrics["training"]["stopped_by"] == "TerminateOnNaN"
-    assert math.isnan(result.metrics["train"]["loss"])
-
-
-def test_terminate_on_nan_with_raise_error_fails_the_job(tmp_path):
+@pytest.mark.parametrize("callbacks", ["[]", "[TerminateOnNaN]"])  # cnnctl stops on NaN with or without it
+def test_a_diverging_run_stops_at_once_and_is_marked_failed(tmp_path, callbacks):
     from cnnctl.errors import CnnctlError
 
     with pytest.raises(CnnctlError) as excinfo:
-        train(recipe(NAN_TRAIN + "callbacks: [{TerminateOnNaN: {raise_error: true}}]", model=DIVERGES),
-              str(tmp_path), progress=False)
+        train(recipe(NAN_TRAIN + f"callbacks: {callbacks}", model=DIVERGES), str(tmp_path), progress=False)
+    message = str(excinfo.value)
     assert excinfo.value.exit_code == 1
-    assert "training stopped: NaN or Inf loss" in str(excinfo.value) and "no epoch had finished" in str(excinfo.value)
+    assert message.startswith("training stopped: the training loss became nan at epoch 1, step ")
+    step = int(message.split("step ", maxsplit=1)[1].split(";", maxsplit=1)[0])
+    assert 1 <= step < 10  # at once: within the first epoch's 10 steps, not at its end
+    assert "no epoch had finished" in message and "learning rate" in message and "data.normalize" in message
     (run,) = (tmp_path / "t").iterdir()
     assert not (run / ".lock").exists()  # the run directory is released
+    assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+    assert not (run / "model.keras").exists() and latest_checkpoint(run) is None  # nothing NaN was saved
+
+
+def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(tmp_path):
+    from cnnctl.errors import CnnctlError
+
+    # a learning rate that trains for an epoch, then diverges once it is raised by the schedule's warmup
+    diverging = NAN_TRAIN.replace("1.0e+30", "{ExponentialDecay: {initial_learning_rate: 1.0e-3, decay_steps: 10, "
+                                             "decay_rate: 1.0e+12, staircase: true}}")
+    with pytest.raises(CnnctlError) as excinfo:
+        train(recipe(diverging, model=DIVERGES), str(tmp_path), progress=False)
+    (run,) = (tmp_path / "t").iterdir()
+    assert "at epoch 2, step" in str(excinfo.value) and "the last good checkpoint (epoch 1)" in str(excinfo.value)
+    kept = latest_checkpoint(run)
+    assert kept.epoch == 1 and kept.step == 0
+    assert all(np.isfinite(v).all() for k, v in kept.arrays.items() if k.startswith("model/"))
+    assert len(history(run)) == 1
 
 
 def test_swap_ema_weights_best_keras_holds_the_weights_validation_measured(tmp_path):

@@ -1,0 +1,183 @@
+"""Exact resume, in-process: a run cut back to any of its checkpoints and resumed ends as the uninterrupted run.
+
+One 4-epoch run of a small CNN on digits, with everything random that training
+has (shuffling, RandomTranslation, Dropout) and callbacks that keep state
+(ReduceLROnPlateau, EarlyStopping with restore_best_weights, CSVLogger), writes a
+checkpoint every 7 steps and keeps them all. A crash is what it leaves: a copy of
+the run with the checkpoints after the n-th removed (and no model.keras). The
+resumed copy must end with the same weights (bit for bit), history.csv and CSV
+log. tests/cli/test_crash_resume.py kills real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from cnnctl import checkpoint
+from cnnctl.errors import UserError
+from cnnctl.recipe import load_recipe, load_recipe_text
+from cnnctl.resume import resume_recipe
+from cnnctl.rundir import RunDir
+from cnnctl.train import resume, train
+
+pytestmark = pytest.mark.slow
+
+RECIPE = textwrap.dedent("""
+    name: r
+    seed: 7
+    data:
+      batch_size: 32
+      augment: [{RandomTranslation: {height_factor: 0.1, width_factor: 0.1}}]
+    model:
+      input: [8, 8, 1]
+      layers:
+        - Conv2D: {filters: 8, kernel_size: 3, activation: relu}
+        - BatchNormalization
+        - Flatten
+        - Dropout: {rate: 0.3}
+        - Dense: {units: 10, activation: softmax}
+    train:
+      epochs: 4
+      checkpoint_every: 7
+      keep_checkpoints: 100
+      callbacks:
+        - ReduceLROnPlateau: {patience: 1, factor: 0.5, min_delta: 10.0}
+        - EarlyStopping: {patience: 8, restore_best_weights: true}
+        - CSVLogger: {filename: log.csv}
+    log: {tensorboard: false}
+""")
+STEPS = 40  # 1,257 training examples in batches of 32
+
+
+def weights(run_path) -> list[np.ndarray]:
+    return keras.saving.load_model(run_path / "model.keras").get_weights()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    result = train(load_recipe_text(RECIPE, "r.yaml"), str(tmp_path_factory.mktemp("runs")), progress=False)
+    return result.run.path
+
+
+def crashed_copy(reference, tmp_path, kept: int):
+    """The run as a crash after its ``kept``-th checkpoint leaves it."""
+    copy = tmp_path / "crashed"
+    shutil.copytree(reference, copy)
+    for manifest in checkpoint._manifests(copy / "checkpoints")[kept:]:
+        checkpoint._remove(manifest)
+    (copy / "model.keras").unlink()
+    (copy / "metrics.json").unlink()
+    return RunDir(copy)
+
+
+def assert_same_run(reference, resumed) -> None:
+    for a, b in zip(weights(reference), weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (resumed / "history.csv").read_text() == (reference / "history.csv").read_text()
+    assert (resumed / "log.csv").read_text() == (reference / "log.csv").read_text()  # CSVLogger: no epoch twice
+
+
+def test_the_reference_run_wrote_a_checkpoint_every_7_steps_and_at_each_epoch_end(reference):
+    steps = [checkpoint._step_of(m) for m in checkpoint._manifests(reference / "checkpoints")]
+    assert steps == sorted({*range(7, 4 * STEPS, 7), *range(STEPS, 4 * STEPS + 1, STEPS)})
+    last = checkpoint.latest_checkpoint(reference)
+    assert (last.epoch, last.step) == (4, 0) and last.state["epochs_planned"] == 4
+    learning_rates = [row["learning_rate"] for row in last.state["rows"]]
+    assert learning_rates == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])  # ReduceLROnPlateau acted: state to keep
+
+
+@pytest.mark.parametrize("kept", [3, 8, 13], ids=["epoch1-step21", "epoch2-step9", "end-of-epoch2"])
+def test_a_run_resumed_from_any_checkpoint_ends_as_the_uninterrupted_run(reference, tmp_path, kept, capsys):
+    run = crashed_copy(reference, tmp_path, kept)
+    start = checkpoint.latest_checkpoint(run.path)
+    result = resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
+    assert_same_run(reference, run.path)
+    assert result.metrics["training"]["resumed"] == [{"epoch": start.epoch, "step": start.step}]
+    assert result.metrics["epochs"] == 4 and result.metrics["status"] == "completed"
+    reference_metrics = json.loads((reference / "metrics.json").read_text())
+    assert result.metrics["test"] == reference_metrics["test"]
+    assert f"resuming {run.path} from" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_is_skipped_for_the_one_before_it(reference, tmp_path, capsys):
+    run = crashed_copy(reference, tmp_path, 8)
+    newest, before = checkpoint._manifests(run / "checkpoints")[-2:][::-1]
+    arrays = newest.with_suffix("") / "state.npz"
+    with open(arrays, "r+b") as f:  # truncated, as by a crash of the disk under it
+        f.truncate(arrays.stat().st_size // 2)
+    os.mkdir(run / "checkpoints" / f".ckpt-000000999.tmp-{os.getpid()}")  # what a killed writer leaves
+    os.mkdir(run / "checkpoints" / "ckpt-000000998")  # renamed, but killed before its manifest
+    assert checkpoint.latest_checkpoint(run.path).global_step == checkpoint._step_of(before)
+    resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
+    err = capsys.readouterr().err
+    assert f"checkpoint {newest.with_suffix('').name} is damaged (state.npz has" in err and "the one before" in err
+    assert_same_run(reference, run.path)
+    leftovers = [p.name for p in (run / "checkpoints").iterdir() if "99" in p.name]
+    assert leftovers == []
+
+
+def test_extending_a_finished_run_equals_training_longer_from_the_start(reference, tmp_path):
+    run = RunDir(tmp_path / "finished")
+    shutil.copytree(reference, run.path)
+    extended = resume(run, resume_recipe(run, None, ["train.epochs=6"]), progress=False)
+    longer = train(load_recipe_text(RECIPE.replace("epochs: 4", "epochs: 6"), "r.yaml"), str(tmp_path / "runs"),
+                   progress=False)
+    assert extended.metrics["epochs"] == 6 and extended.metrics["training"]["epochs_planned"] == 6
+    for a, b in zip(weights(run.path), weights(longer.run.path), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (run / "history.csv").read_text() == (longer.run / "history.csv").read_text()
+    assert "epochs: 6" in (run / "recipe.yaml").read_text()
+    with pytest.raises(UserError, match=r"has trained 6 epochs already; train\.epochs=5 is fewer"):
+        resume(run, resume_recipe(run, None, ["train.epochs=5"]), progress=False)
+
+
+def test_a_finished_run_resumed_again_is_finished_without_training(reference, tmp_path):
+    run = RunDir(tmp_path / "done")
+    shutil.copytree(reference, run.path)
+    (run / "model.keras").unlink()  # killed while it finished: after the last epoch, before model.keras
+    result = resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
+    assert result.metrics["training"]["resumed"] == [{"epoch": 4, "step": 0}]
+    assert_same_run(reference, run.path)  # EarlyStopping's restore_best_weights applied once, as before
+
+
+def test_any_other_change_to_the_recipe_is_refused_with_the_diff(reference, tmp_path):
+    run = RunDir(reference)
+    with pytest.raises(UserError) as excinfo:
+        resume_recipe(run, None, ["data.batch_size=64", "train.epochs=8"])
+    message = str(excinfo.value)
+    assert "a resumed run may change only train.epochs" in message
+    assert "-  batch_size: 32\n+  batch_size: 64" in message and "--force" in message
+    changed = [line for line in message.splitlines() if line.startswith(("-", "+")) and line[:3] not in ("---", "+++")]
+    assert len(changed) == 2 and "epochs" not in " ".join(changed)  # train.epochs=8 may change: not in the diff
+    forced = resume_recipe(run, None, ["data.batch_size=64"], force=True)
+    assert forced.data.batch_size == 64
+    same = resume_recipe(run, str(reference / "recipe.yaml"), ["train.epochs=9"])  # RECIPE given: the same one
+    assert same.train.epochs == 9
+
+
+def test_a_run_another_live_process_holds_is_refused(reference, tmp_path):
+    run = crashed_copy(reference, tmp_path, 3)
+    (run / ".lock").write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")  # alive: this very process
+    with pytest.raises(UserError, match="is in use by another process"):
+        resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
+    assert (run / ".lock").exists() and not (run / "model.keras").exists()  # refused before any work
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(reference, tmp_path, capsys):
+    run = crashed_copy(reference, tmp_path, 13)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (run / ".lock").write_text(f"pid {dead.pid} on {socket.gethostname()}\n")
+    resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
+    assert "taking over the lock of a process that is gone" in capsys.readouterr().err
+    assert not (run / ".lock").exists()
+    assert_same_run(reference, run.path)
