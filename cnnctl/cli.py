@@ -36,9 +36,10 @@ class _Group(click.Group):
         except CnnctlError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted; checkpoints written so far are kept in the run directory", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:  # training's own (cnnctl.runstate.Interrupted) says where it stopped
+            message = getattr(exc, "message", "interrupted; the checkpoints written so far are kept in the run")
+            click.echo(f"\n{message}", err=True)
+            ctx.exit(getattr(exc, "exit_code", 130))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,19 +142,38 @@ def _print_check(report: dict) -> None:
 
 
 @main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", type=click.Path(dir_okay=False), required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds the runs.")
 @click.option("--name", default=None, help="Run name (default: the recipe's name).")
+@click.option("--resume", "resume_run", default=None, metavar="RUN",
+              help="Continue RUN (a run directory, or `latest`) from its newest checkpoint, with the recipe stored "
+                   "in it; --set train.epochs=N trains a finished run further.")
+@click.option("--force", is_flag=True, help="With --resume: accept changes to the run's recipe besides train.epochs.")
 @click.option("--tensorboard", "with_tensorboard", is_flag=True,
               help="Also serve TensorBoard on the runs folder while training (port 6006, or the next free one).")
-def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | None, with_tensorboard: bool) -> None:
-    """Train RECIPE into a new run directory; print a summary: metrics, best epoch, time, the run."""
+def train(recipe: str | None, overrides: tuple[str, ...], runs_dir: str, name: str | None,  # noqa: PLR0917
+          resume_run: str | None, force: bool, with_tensorboard: bool) -> None:
+    """Train RECIPE into a new run directory, or continue one (--resume RUN); print a summary: metrics, best
+    epoch, time, the run. Ctrl-C or SIGTERM stops after the current step with a checkpoint (exit 130/143)."""
     from cnnctl.recipe import load_recipe
 
-    if name is not None:
-        overrides = (f"name={json.dumps(name)}", *overrides)
-    loaded = load_recipe(recipe, overrides)
+    if resume_run is None:
+        if recipe is None:
+            raise click.UsageError("give a RECIPE to train, or --resume RUN to continue a run")
+        if force:
+            raise click.BadParameter("--force goes with --resume RUN", param_hint="--force")
+        if name is not None:
+            overrides = (f"name={json.dumps(name)}", *overrides)
+        loaded = load_recipe(recipe, overrides)
+    else:
+        from cnnctl.resume import resume_recipe
+        from cnnctl.rundir import resolve_run
+
+        if name is not None:
+            raise click.BadParameter("a resumed run keeps its directory and name", param_hint="--name")
+        run_dir = resolve_run(resume_run, runs_dir)
+        loaded = resume_recipe(run_dir, recipe, overrides, force=force)
     import_tensorflow()
     if with_tensorboard:
         from cnnctl.tbserver import start
@@ -162,10 +182,16 @@ def train(recipe: str, overrides: tuple[str, ...], runs_dir: str, name: str | No
         url, _ = start(runs_dir, port=None)
         click.echo(f"TensorBoard at {url} (it stops when training ends)", err=True)
     from cnnctl.summary import format_summary
-    from cnnctl.train import train as train_recipe
 
-    result = train_recipe(loaded, runs_dir, announce=lambda run: click.echo(f"training {loaded.name} in {run.path}",
-                                                                            err=True))
+    if resume_run is None:
+        from cnnctl.train import train as train_recipe
+
+        result = train_recipe(loaded, runs_dir, announce=lambda run: click.echo(
+            f"training {loaded.name} in {run.path}", err=True))
+    else:
+        from cnnctl.train import resume
+
+        result = resume(run_dir, loaded)
     click.echo(format_summary(result.metrics, str(result.run.path)))
 
 
