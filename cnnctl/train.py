@@ -98,6 +98,11 @@ def resume(run: RunDir, recipe: Recipe, *, progress: bool = True) -> TrainResult
         if start is not None and recipe.train.epochs < start.epoch + (1 if start.step else 0):
             raise UserError(f"{run.path} has trained {start.epoch + (1 if start.step else 0)} epochs already; "
                             f"train.epochs={recipe.train.epochs} is fewer: give at least that many")
+        done = run.read_json("metrics.json") if (run / "metrics.json").is_file() else {}
+        if done.get("status") == "completed" and done.get("training", {}).get("epochs_planned") == recipe.train.epochs:
+            print(f"{run.path} has finished its {recipe.train.epochs} epochs: nothing to resume (give "
+                  "--set train.epochs=N to train it further)", file=sys.stderr)
+            return TrainResult(run=run, metrics=done)
         stored = run.read_json("data.json") if (run / "data.json").is_file() else {}
         plan = prepare(recipe, normalization=stored.get("normalization"))
         _check_same_data(plan, stored, run)
@@ -245,16 +250,14 @@ def _finish(recipe: Recipe, plan: Prepared, session: _Session, *, started: float
             test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
         metrics["test"] = {k: float(v) for k, v in test.items()}
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
-    exports = run.read_json("metrics.json").get("exports") if (run / "metrics.json").is_file() else None
-    if exports:  # a resumed run keeps the records of exports made before
-        metrics["exports"] = exports
-    run.write_json("metrics.json", metrics)
-    if recipe.export:
+    if recipe.export:  # "completed" once the exports are written too: a run killed before is resumed to write them
+        run.write_json("metrics.json", {**metrics, "status": "exporting"})
         from cnnctl.export import write_export
 
         for fmt in recipe.export:
-            write_export(fmt, run, model, data)
-        metrics = run.read_json("metrics.json")
+            write_export(fmt, run, model, data)  # each records its check in metrics.json
+        metrics["exports"] = run.read_json("metrics.json").get("exports", {})
+    run.write_json("metrics.json", metrics)
     return TrainResult(run=run, metrics=metrics)
 
 

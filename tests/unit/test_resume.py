@@ -144,9 +144,20 @@ def test_a_finished_run_resumed_again_is_finished_without_training(reference, tm
     run = RunDir(tmp_path / "done")
     shutil.copytree(reference, run.path)
     (run / "model.keras").unlink()  # killed while it finished: after the last epoch, before model.keras
+    (run / "metrics.json").unlink()
     result = resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
     assert result.metrics["training"]["resumed"] == [{"epoch": 4, "step": 0}]
     assert_same_run(reference, run.path)  # EarlyStopping's restore_best_weights applied once, as before
+
+
+def test_a_completed_run_has_nothing_to_resume(reference, tmp_path, capsys):
+    run = RunDir(tmp_path / "completed")
+    shutil.copytree(reference, run.path)
+    before = {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*")}
+    result = resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
+    assert "has finished its 4 epochs: nothing to resume (give --set train.epochs=N" in capsys.readouterr().err
+    assert result.metrics == json.loads((reference / "metrics.json").read_text())
+    assert {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*")} == before  # nothing rewritten
 
 
 def test_any_other_change_to_the_recipe_is_refused_with_the_diff(reference, tmp_path):
