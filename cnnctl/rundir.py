@@ -74,6 +74,21 @@ class RunDir:
         finally:
             lock.unlink(missing_ok=True)
 
+    def remove_leftovers(self) -> list[str]:
+        """Remove the temporary files a killed process left in the run and its export/ folder (call it holding
+        the lock: no other writer is then at work); the names removed."""
+        import shutil
+
+        removed = []
+        for folder in (self.path, self.path / "export"):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                if entry.name.startswith(".") and ".tmp-" in entry.name:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                    removed.append(entry.name)
+        return removed
+
     def write_json(self, name: str, data: Any) -> Path:
         return atomic_write_text(self.path / name, json.dumps(data, indent=2, sort_keys=False) + "\n")
 

@@ -52,11 +52,13 @@ class NonFiniteLoss(CnnctlError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped on a signal after its checkpoint was written (SIGINT: exit 130, SIGTERM: 143)."""
+    """Training stopped on a signal (SIGINT: exit 130, SIGTERM: 143): at ``where`` after writing a checkpoint,
+    or ``at_once`` on a second signal. A KeyboardInterrupt, so that no ``except Exception`` swallows it."""
 
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.message, self.exit_code = message, exit_code
+    def __init__(self, where: str, exit_code: int, *, at_once: bool = False):
+        super().__init__(where)
+        self.where, self.exit_code, self.at_once = where, exit_code, at_once
+        self.message = "stopped at once on a second signal" if at_once else f"training stopped at {where}"
 
 
 class RunState:
@@ -240,7 +242,7 @@ def stop_on_signals(state: RunState) -> Iterator[None]:
 
     def handler(signum, frame):
         if state.signal is not None:
-            raise Interrupted("at once, on a second signal", exit_code(signum))
+            raise Interrupted("", exit_code(signum), at_once=True)
         state.signal = signum
         print(f"\n{signal.Signals(signum).name}: finishing this step, then writing a checkpoint "
               "(send it again to stop at once)", file=sys.stderr, flush=True)

@@ -93,6 +93,7 @@ def resume(run: RunDir, recipe: Recipe, *, progress: bool = True) -> TrainResult
     _determinism(recipe)
     with run.locked():  # a second process resuming the same run is refused here, before any work
         checkpoint.clean(run.path)  # what a killed writer left half-written
+        run.remove_leftovers()
         start = checkpoint.latest_checkpoint(run.path)
         checkpoint.discard_after(run.path, start)  # damaged checkpoints the resumed run will write over
         if start is not None and recipe.train.epochs < start.epoch + (1 if start.step else 0):
@@ -150,8 +151,8 @@ def _run(recipe: Recipe, plan: Prepared, run: RunDir, start: Checkpoint | None, 
         raise _failed(recipe, run, state, exc) from None
     except Interrupted as exc:
         run.update_json("metrics.json", name=recipe.name, status="interrupted")
-        exc.message = (f"training stopped at {exc.message}; the checkpoints written so far are kept in "
-                       f"{run / 'checkpoints'}. Resume with: cnnctl train --resume {run.path}")
+        exc.message += (f"; the checkpoints written so far are kept in {run / 'checkpoints'}. Resume with: "
+                        f"cnnctl train --resume {run.path}")
         raise
     except WriteError as exc:
         raise WriteError(f"{exc}; nothing written before is lost: free space, then resume with: "

@@ -192,3 +192,23 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(reference, t
     assert "taking over the lock of a process that is gone" in capsys.readouterr().err
     assert not (run / ".lock").exists()
     assert_same_run(reference, run.path)
+
+
+def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():
+    import signal
+    import time
+    from types import SimpleNamespace
+
+    from cnnctl.runstate import Interrupted, stop_on_signals
+
+    state = SimpleNamespace(signal=None)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as excinfo, stop_on_signals(state):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs: it only asks (the training loop stops after its step)
+        assert state.signal == signal.SIGTERM
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the second does not wait for anything
+    assert excinfo.value.at_once and excinfo.value.exit_code == 143
+    assert excinfo.value.message == "stopped at once on a second signal"
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handlers are put back
