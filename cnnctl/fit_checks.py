@@ -15,6 +15,7 @@ from cnnctl.recipe.graph import split_spec
 from cnnctl.recipe.schema import per_output
 
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+_BINARY_LOSSES = {"binary_crossentropy", "BinaryCrossentropy", "binary_focal_crossentropy", "BinaryFocalCrossentropy"}
 
 
 def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
@@ -36,20 +37,57 @@ def check_fits_data(model: keras.Model, data: Datasets, recipe: Recipe) -> None:
                    f"{list(data.element_shape)}{_shape_hint(expected, data, recipe)}",
         ))
     check_outputs(model, recipe)
-    for i, name, tensor, _ in _sparse_outputs(model, recipe):
+    for i, name, tensor, _ in _outputs_with(model, recipe, _SPARSE_LOSSES):
         units = tensor.shape[-1]
         if units != data.num_classes:
-            names = ", ".join(data.class_names[:12]) + (" ..." if data.num_classes > 12 else "")
             raise RecipeError(recipe.problem(
                 _output_where(recipe, name, i),
                 f"output '{name}' gives {units} values but the data has {data.num_classes} classes "
-                f"({names}); give its last layer {data.num_classes} units",
+                f"({_names(data.class_names)}){_empty_classes(data)}; give its last layer {data.num_classes} units",
             ))
+    for i, name, tensor, loss_name in _outputs_with(model, recipe, _BINARY_LOSSES):
+        _check_binary(recipe, data, (i, name, tensor.shape[-1], loss_name))
+
+
+def _check_binary(recipe: Recipe, data: Datasets, output: tuple) -> None:
+    """A binary loss compares one probability per example with a label 0 or 1: one unit, at most two classes."""
+    i, name, units, loss_name = output
+    if data.num_classes > 2:
+        raise RecipeError(recipe.problem(
+            ("train", "loss"),
+            f"output '{name}' is trained with {loss_name}, which takes labels 0 and 1, but the data has "
+            f"{data.num_classes} classes ({_names(data.class_names)}); use sparse_categorical_crossentropy "
+            f"and give the last layer {data.num_classes} units (softmax)",
+        ))
+    if units != 1:
+        raise RecipeError(recipe.problem(
+            _output_where(recipe, name, i),
+            f"output '{name}' gives {units} values, but {loss_name} compares one probability per example with "
+            "its label 0 or 1; give its last layer 1 unit (sigmoid), or use sparse_categorical_crossentropy",
+        ))
+
+
+def _names(names: list[str], shown: int = 12) -> str:
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
+def _empty_classes(data: Datasets) -> str:
+    """``; 14 of these classes have no examples (4, 5, ...): check the labels`` when some class has none."""
+    import numpy as np
+
+    counts = [np.asarray(c) for c in data.class_counts.values() if len(c) == data.num_classes]
+    if not counts:
+        return ""
+    empty = [data.class_names[i] for i in np.flatnonzero(np.sum(counts, axis=0) == 0)]
+    if not empty:
+        return ""
+    these = "this class has" if len(empty) == 1 else f"{len(empty)} of these classes have"
+    return f"; {these} no examples ({_names(empty, 6)}): check the labels (class indices count from 0)"
 
 
 def check_outputs(model: keras.Model, recipe: Recipe) -> None:
     """Every output trained with a sparse classification loss gives one vector of class scores per example."""
-    for i, name, tensor, loss_name in _sparse_outputs(model, recipe):
+    for i, name, tensor, loss_name in _outputs_with(model, recipe, _SPARSE_LOSSES):
         if len(tensor.shape) != 2:
             shape = tuple(tensor.shape[1:])
             raise RecipeError(recipe.problem(
@@ -59,14 +97,14 @@ def check_outputs(model: keras.Model, recipe: Recipe) -> None:
             ))
 
 
-def _sparse_outputs(model: keras.Model, recipe: Recipe):
-    """(index, name, tensor, loss name) of each output trained with a sparse (class index) loss."""
+def _outputs_with(model: keras.Model, recipe: Recipe, names: set[str]):
+    """(index, name, tensor, loss name) of each output trained with one of the losses ``names``."""
     graph = recipe.graph
     losses = recipe.train.loss if per_output(recipe.train.loss, graph.output_names) else None
     for i, (name, tensor) in enumerate(zip(graph.output_names, model.outputs, strict=True)):
         loss = losses.get(name) if losses else recipe.train.loss
         loss_name, _ = split_spec(loss) if loss is not None else ("", {})
-        if loss_name in _SPARSE_LOSSES:
+        if loss_name in names:
             yield i, name, tensor, loss_name
 
 

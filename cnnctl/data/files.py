@@ -11,6 +11,8 @@ import glob
 import os
 import re
 import sys
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +25,7 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 COLOR_MODES = {count: mode for mode, count in CHANNELS.items()}  # 1 -> grayscale, 3 -> rgb, 4 -> rgba
 SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "valid"), "test": ("test",)}
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_TAIL = 4096  # bytes read at the end of each image file: where its format's end marker should be
 _SHOWN = 5  # bad files listed by name
 _RECORD_SHUFFLE = 10_000  # raw records in the shuffle buffer of a source read in order
 _RANGE_SAMPLE = 1000  # records of each split that number features' value range is measured on
@@ -83,10 +86,12 @@ def load_image_dir(spec: DataSpec, seed: int) -> Source:
     decode = decoder(spec)
     found = {split: [(path, i) for i, name in enumerate(names) for path in files.get(name, [])]
              for split, files in listed.items()}
-    bad = [path for files in found.values() for path, _ in files if not _readable(path)]
+    looks = {path: _looks(path) for files in found.values() for path, _ in files}
+    bad = [path for path, look in looks.items() if look == "bad"]
     if spec.on_error == "skip":  # every file decoded once, so that sizes and class counts are exact
-        unread = set(bad)
-        bad += undecodable(np.array([p for files in found.values() for p, _ in files if p not in unread], str), decode)
+        bad += undecodable(np.array([p for p, look in looks.items() if look != "bad"], str), decode)
+    else:  # a file that ends where no image ends (cut short by a copy?) is decoded now: failing mid-epoch costs more
+        bad += undecodable(np.array([p for p, look in looks.items() if look == "suspect"], str), decode)
     report_bad(bad, spec.on_error)
     parts, total, dropped = {}, 0, set(bad)
     for split, files in found.items():
@@ -155,14 +160,36 @@ def _list_images(root: str) -> dict[str, list[str]]:
     return out
 
 
-def _readable(path: str) -> bool:
-    """Does the file start like a JPEG, PNG, GIF or BMP? (cheap: 8 bytes, no decoding)"""
+def _looks(path: str) -> str:
+    """``ok``, ``bad`` (unreadable, or does not start like a JPEG, PNG, GIF or BMP) or ``suspect`` (does not end
+    like one: maybe cut short). Cheap: a few bytes at each end, no decoding; a suspect is decoded to be sure."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _TAIL))
+            tail = handle.read()
     except OSError:
-        return False
-    return any(head.startswith(magic) for magic in _MAGIC)
+        return "bad"
+    if not any(head.startswith(magic) for magic in _MAGIC):
+        return "bad"
+    if head.startswith(b"\x89PNG"):
+        ends = b"IEND" in tail
+    elif head.startswith(b"\xff\xd8"):
+        ends = b"\xff\xd9" in tail
+    elif head.startswith(b"GIF"):
+        ends = tail.rstrip(b"\0").endswith(b";")
+    else:  # BMP: its header gives the file's size
+        ends = size >= int.from_bytes(head[2:6], "little")
+    return "ok" if ends else "suspect"
+
+
+class BadFiles(UserError):
+    """Image files that cannot be decoded; ``files`` lists them, the message names the first few and what to do."""
+
+    def __init__(self, files: list[str], advice: str):
+        self.files = list(files)
+        super().__init__(f"{describe_bad(self.files)}\n{advice}")
 
 
 def report_bad(bad: list[str], on_error: str) -> None:
@@ -170,8 +197,21 @@ def report_bad(bad: list[str], on_error: str) -> None:
     if not bad:
         return
     if on_error == "fail":
-        raise UserError(f"{describe_bad(bad)}\nremove or replace them, or set data.on_error: skip to leave them out")
+        raise BadFiles(bad, "remove or replace them, or set data.on_error: skip to leave them out")
     print(f"warning: {describe_bad(bad)}\nthey are left out (data.on_error: skip)", file=sys.stderr)
+
+
+@contextmanager
+def bad_files_named(verify: Callable[[], list[str]] | None, advice: str):
+    """A file that fails to decode while a dataset is read becomes ``BadFiles`` naming every such file (found by
+    ``verify``, one decoding pass paid only on failure), not a TensorFlow traceback."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+        bad = verify() if verify is not None else []
+        if not bad:
+            raise
+        raise BadFiles(bad, advice) from None
 
 
 def describe_bad(bad: list[str]) -> str:

@@ -140,3 +140,31 @@ def test_the_shape_hint_names_only_the_setting_that_differs(tmp_path):
     assert "set data.color_mode: rgb, or change" in message and "image_size" not in message
     message = _problem(base.replace("input: [8, 8, 3]", "input: [12, 12, 1]"))
     assert "set data.image_size: [12, 12], or change" in message and "color_mode" not in message
+
+
+def _npz_recipe(tmp_path, labels, units: int, loss: str = "sparse_categorical_crossentropy",
+                activation: str = "softmax") -> str:
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((len(labels), 8, 8, 1), "float32"), y=np.asarray(labels))
+    return (f"name: t\ndata: {{source: npz, path: {tmp_path / 'd.npz'}}}\n"
+            f"model: {{input: [8, 8, 1], layers: [Flatten, {{Dense: {{units: {units}, activation: {activation}}}}}]}}\n"
+            f"train: {{loss: {loss}}}\n")
+
+
+def test_a_binary_loss_on_three_classes_is_refused_before_training(tmp_path):
+    """Keras trains a sigmoid on labels 0, 1, 2 without a complaint: the label 2 is silently wrong."""
+    message = _problem(_npz_recipe(tmp_path, [0, 1, 2] * 20, 1, "binary_crossentropy", "sigmoid"))
+    assert "train.loss" in message and "binary_crossentropy, which takes labels 0 and 1" in message
+    assert "the data has 3 classes (0, 1, 2)" in message and "sparse_categorical_crossentropy" in message
+
+
+def test_a_binary_loss_on_several_units_is_refused(tmp_path):
+    message = _problem(_npz_recipe(tmp_path, [0, 1] * 30, 2, "binary_crossentropy", "sigmoid"))
+    assert "model.layers[1]" in message and "gives 2 values" in message and "1 unit (sigmoid)" in message
+
+
+def test_labels_counted_from_one_are_pointed_out(tmp_path):
+    message = _problem(_npz_recipe(tmp_path, [1, 2, 3, 4] * 15, 4))
+    assert "gives 4 values but the data has 5 classes (0, 1, 2, 3, 4)" in message
+    assert "this class has no examples (0): check the labels (class indices count from 0)" in message
