@@ -23,6 +23,8 @@ from cnnctl.recipe.schema import EXPORT_FORMATS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SET_HELP = "Override a recipe value: dotted key path = YAML value, e.g. train.epochs=3 (repeatable)."
+UNSAFE_HELP = ("Load a model that Keras safe mode refuses (a Lambda layer, a class neither Keras nor cnnctl "
+               "provides): only for a file you trust, since loading it can run code stored in it.")
 
 
 class _Group(click.Group):
@@ -203,7 +205,9 @@ def train(recipe: str | None, overrides: tuple[str, ...], runs_dir: str, name: s
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
 @click.option("--best", is_flag=True, help="Evaluate best.keras instead of model.keras.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: bool, as_json: bool) -> None:  # noqa: PLR0917
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: bool, as_json: bool,  # noqa: PLR0917
+             unsafe: bool) -> None:
     """Evaluate RUN (a run directory, or `latest`) or a .keras MODEL: metrics, per-class precision, recall
     and F1, and the confusion matrix (printed; PNG in RUN/eval/ and in TensorBoard)."""
     _must_exist(target, "run directory or model file")
@@ -213,7 +217,8 @@ def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: boo
     from cnnctl.evaluate import evaluate as evaluate_model
     from cnnctl.evaluate import format_eval
 
-    result = evaluate_model(target, split, data, runs_dir=runs_dir, model_file="best.keras" if best else "model.keras")
+    result = evaluate_model(target, split, data, runs_dir=runs_dir, model_file="best.keras" if best else "model.keras",
+                            unsafe=unsafe)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -230,8 +235,9 @@ def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: boo
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="An image that cannot be decoded stops predict (fail), or is left out with a warning (skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON on stdout.")
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, best: bool, on_error: str,  # noqa: PLR0917
-            as_json: bool) -> None:
+            as_json: bool, unsafe: bool) -> None:
     """Predict the classes of image files, folders of images, or .npy arrays with RUN's model (or a .keras
     MODEL), decoding and preprocessing them exactly as training did."""
     _must_exist(target, "run directory or model file")
@@ -245,9 +251,9 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
     model_file = "best.keras" if best else "model.keras"
     if as_json:
         click.echo(json.dumps(predict_files(target, list(inputs), top_k=top_k, runs_dir=runs_dir,
-                                            model_file=model_file, on_error=on_error), indent=2))
+                                            model_file=model_file, on_error=on_error, unsafe=unsafe), indent=2))
         return
-    loaded = load_model_or_run(target, runs_dir, model_file)
+    loaded = load_model_or_run(target, runs_dir, model_file, unsafe=unsafe)
     for item in predictions(loaded, collect_inputs(list(inputs)), top_k=top_k, on_error=on_error):  # as they come
         for line in format_prediction(item):
             click.echo(line)
@@ -263,22 +269,23 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
               help="tflite only: quantize weights (dynamic, float16) or weights and activations (int8, calibrated "
                    "on training examples).")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
-def export(fmt: str, run: str, out: str | None, force: bool, quantize: str | None, runs_dir: str) -> None:  # noqa: PLR0917
+@click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
+def export(fmt: str, run: str, out: str | None, force: bool, quantize: str | None, runs_dir: str,  # noqa: PLR0917
+           unsafe: bool) -> None:
     """Export RUN's model with its preprocessing as FORMAT, reload it with its own runtime and compare it with
     Keras on held-out data; record the result in RUN/metrics.json."""
-    from cnnctl.rundir import resolve_run
-
     if quantize is not None and fmt != "tflite":  # before TensorFlow loads: a flag mistake is told at once
         raise click.BadParameter(f"only tflite exports are quantized, not {fmt}", param_hint="--quantize")
     if fmt == "keras" and out is not None and not out.endswith(".keras"):
         raise click.BadParameter(f"{out}: a Keras export is a .keras file; give a name ending in .keras",
                                  param_hint="--out")
-    run_dir = resolve_run(run, runs_dir)
+    _must_exist(run, "run directory")
     import_tensorflow()
     from cnnctl.export import export_run
+    from cnnctl.inference import find_run
     from cnnctl.summary import format_export
 
-    record = export_run(fmt, run_dir, out=out, force=force, quantize=quantize)
+    record = export_run(fmt, find_run(run, runs_dir), out=out, force=force, quantize=quantize, unsafe=unsafe)
     for line in format_export(record):
         click.echo(line)
 

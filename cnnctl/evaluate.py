@@ -11,6 +11,7 @@ multiply-adds it takes (``cnnctl.model.report.exit_costs``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import tensorflow as tf
 import yaml
 
 from cnnctl.data import build_datasets
-from cnnctl.data.files import COLOR_MODES, IMAGE_EXTENSIONS, SPLIT_FOLDERS
+from cnnctl.data.files import COLOR_MODES, IMAGE_EXTENSIONS, SPLIT_FOLDERS, BadFiles, bad_files_named
 from cnnctl.errors import RecipeError, UserError
 from cnnctl.inference import (
     RunModel,
@@ -37,6 +38,8 @@ from cnnctl.rundir import RunDir
 from cnnctl.train import compile_model
 
 _MAX_PRINTED_CLASSES = 20
+_RECIPE_ADVICE = "remove or replace them, or set data.on_error: skip in the recipe to leave them out"
+_FOLDER_ADVICE = "remove or replace them: eval --data DIR reads every image in the folder"
 
 
 @dataclass
@@ -48,18 +51,21 @@ class EvalData:
     description: str
     name: str  # the folder of eval/ the results go to
     scale_pixels: bool = False  # 8-bit pixels for a model whose data was stored on another scale (digits: 0-1)
+    verify: Callable[[], list[str]] | None = None  # image files: which fail to decode (Datasets.verify)
+    advice: str = _RECIPE_ADVICE  # what to do about such files
 
 
 def evaluate(target: str, split: str = "test", data: str | None = None, *, runs_dir: str = "runs",
-             model_file: str = "model.keras", write: bool = True) -> dict:
+             model_file: str = "model.keras", write: bool = True, unsafe: bool = False) -> dict:
     """Evaluate ``target`` (run, ``latest`` or .keras file) on ``split`` of its data, or on ``data``.
 
     One pass over the examples gives the predictions; the loss and the recipe's
     metrics are computed from them with the model's compiled loss and metrics.
     Writes ``RUN/eval/<name>/confusion_matrix*.png`` and ``report.json`` and a
-    TensorBoard image under ``RUN/logs/eval`` when ``target`` belongs to a run.
+    TensorBoard image under ``RUN/logs/eval`` when ``target`` belongs to a run. ``unsafe``: load a model
+    that Keras safe mode refuses, trusting the file (``cnnctl.model.saved``).
     """
-    loaded = load_model_or_run(target, runs_dir, model_file)
+    loaded = load_model_or_run(target, runs_dir, model_file, unsafe=unsafe)
     chosen = eval_data(loaded, split, data)
     if chosen.examples == 0:
         raise UserError(f"{chosen.description} is empty: nothing to evaluate")
@@ -76,7 +82,8 @@ def evaluate(target: str, split: str = "test", data: str | None = None, *, runs_
         return x, y
 
     batches = chosen.batches.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    y_true, predicted = _predict_all(model, batches)
+    with bad_files_named(chosen.verify, chosen.advice):  # an image cut short past its header fails only here
+        y_true, predicted = _predict_all(model, batches)
     names = loaded.class_names
     outputs = []
     for out_name, values, logits in zip(output_names(model), predicted, outputs_are_logits(loaded), strict=True):
@@ -162,6 +169,7 @@ def _from_recipe(loaded: RunModel, recipe, split: str, what: str, name: str) -> 
     recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"normalize": "none"})})
     datasets = build_datasets(recipe)  # only its raw splits are read: nothing to normalize or adapt
     mapping = _class_mapping(datasets.class_names, loaded.class_names, what)
+    _check_class_count(datasets.class_names, loaded, what)
     _check_shape(datasets.stored_shape, loaded, what)
     stored = loaded.record["stored"]
     scale = datasets.stored_dtype == "uint8" and stored["dtype"] != "uint8"
@@ -173,7 +181,8 @@ def _from_recipe(loaded: RunModel, recipe, split: str, what: str, name: str) -> 
     if mapping is not None:
         table = tf.constant(mapping, tf.int32)
         batches = batches.map(lambda x, y: (x, tf.gather(table, tf.cast(y, tf.int32))))
-    return EvalData(batches, datasets.sizes[split], f"the {split} split of {what} ({datasets.source})", name, scale)
+    return EvalData(batches, datasets.sizes[split], f"the {split} split of {what} ({datasets.source})", name, scale,
+                    verify=datasets.verify)
 
 
 def _from_folder(loaded: RunModel, folder: Path, split: str) -> EvalData:
@@ -215,9 +224,11 @@ def _from_folder(loaded: RunModel, folder: Path, split: str) -> EvalData:
         datasets = build_datasets(load_recipe_text(yaml.safe_dump(doc, sort_keys=False), f"{folder} (eval --data)"))
     except RecipeError as exc:  # located in a recipe the user never wrote: keep the message only
         raise UserError(f"{folder}: {exc.problems[0].message}") from None
+    except BadFiles as exc:  # its advice names a recipe key the user never wrote
+        raise BadFiles(exc.files, _FOLDER_ADVICE) from None
     return EvalData(datasets.raw["train"], datasets.sizes["train"], f"every image in {folder}",
                     folder.resolve().name if not present else f"{folder.resolve().parent.name}-{split}",
-                    scale_pixels=stored["dtype"] != "uint8")
+                    scale_pixels=stored["dtype"] != "uint8", verify=datasets.verify, advice=_FOLDER_ADVICE)
 
 
 def _class_mapping(data_names: list[str], model_names: list[str], what: str) -> list[int] | None:
@@ -230,6 +241,19 @@ def _class_mapping(data_names: list[str], model_names: list[str], what: str) -> 
                         f"{'are' if len(unknown) > 1 else 'is'} not among the model's classes "
                         f"({', '.join(model_names)})")
     return [model_names.index(n) for n in data_names]
+
+
+def _check_class_count(data_names: list[str], loaded: RunModel, what: str) -> None:
+    """A model without class names (a .keras file of its own) must have a score for each of the data's classes."""
+    if loaded.class_names:
+        return  # matched by name (_class_mapping)
+    units = [int(o.shape[-1]) for o in loaded.model.outputs if len(o.shape) == 2]
+    classes = [2 if u == 1 else u for u in units]  # one sigmoid unit scores two classes
+    if classes and len(data_names) > max(classes):
+        listed = ", ".join(data_names[:12]) + (" ..." if len(data_names) > 12 else "")
+        raise UserError(f"{what} has {len(data_names)} classes ({listed}), but {loaded.source} scores "
+                        f"{max(classes)}: labels {max(classes)} and above are outside its outputs; give data of "
+                        "the classes it was trained on")
 
 
 def _check_shape(shape: tuple, loaded: RunModel, what: str) -> None:

@@ -27,7 +27,7 @@ import tensorflow as tf
 from cnnctl.data import Datasets, build_datasets
 from cnnctl.data.preprocess import augmentation_layers
 from cnnctl.errors import UserError, first_line
-from cnnctl.model.saved import load_keras_model
+from cnnctl.model.saved import describe_file, load_keras_model, not_a_model
 from cnnctl.recipe import Recipe, load_recipe
 from cnnctl.rundir import RECIPE, RunDir
 
@@ -106,6 +106,10 @@ def read_record(run: RunDir) -> dict:
     """The run's data.json: its classes, stored shape, dtype and value range, and its preprocessing."""
     path = run / "data.json"
     if not path.is_file():
+        if not _is_run(run.path):
+            raise UserError(f"{run.path} holds a {RECIPE} but none of the files training writes ({', '.join(_MARKS)})"
+                            ": it is not a run directory; give the run directory `cnnctl train` printed "
+                            "(runs/NAME/STAMP), or `latest`")
         raise UserError(f"{run.path} has no data.json (a run of an older cnnctl?); train it again to evaluate, "
                         "predict or export with its preprocessing")
     try:
@@ -122,35 +126,41 @@ def run_datasets(run: RunDir, recipe: Recipe) -> Datasets:
     return build_datasets(recipe, normalization=read_record(run).get("normalization"))
 
 
-def load_run_model(run: RunDir, model_file: str | Path = "model.keras") -> RunModel:
-    """The run's ``model_file`` (a trained model, or a serving export of it) with its recipe and data record."""
+def load_run_model(run: RunDir, model_file: str | Path = "model.keras", *, unsafe: bool = False) -> RunModel:
+    """The run's ``model_file`` (a trained model, or a serving export of it) with its recipe and data record.
+
+    ``unsafe``: load a model that Keras safe mode refuses (``cnnctl.model.saved``), trusting the file.
+    """
     recipe = load_recipe(str(run / RECIPE))
     record = read_record(run)
     path = run.path / model_file
-    model = load_keras_model(path)
+    if not path.is_file():
+        raise UserError(_missing_model(run, Path(model_file)))
+    model = load_keras_model(path, unsafe=unsafe)
     serving = model if model.name.endswith("_serving") else serving_model(model, recipe, record)
     return RunModel(model, serving, recipe, record, str(path), run)
 
 
-def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "model.keras") -> RunModel:
+def load_model_or_run(target: str, runs_dir: str = "runs", model_file: str = "model.keras", *,
+                      unsafe: bool = False) -> RunModel:
     """``target``: a run directory, ``latest``, a ``.keras`` file inside a run (model.keras, best.keras, a copy,
-    export/serving.keras), or a ``.keras`` file of its own, which is taken to want the values as stored."""
-    from cnnctl.rundir import resolve_run
+    export/serving.keras), or a ``.keras`` file of its own, which is taken to want the values as stored.
 
+    ``unsafe``: load a model that Keras safe mode refuses (``cnnctl.model.saved``), trusting the file.
+    """
     path = Path(target)
     if target == "latest" or path.is_dir():
-        return load_run_model(resolve_run(target, runs_dir), model_file)
+        return load_run_model(find_run(target, runs_dir), model_file, unsafe=unsafe)
     if not path.exists():
         from cnnctl.errors import closest_path
 
         raise UserError(f"{target}: no such run directory or model file{closest_path(target)}")
     if path.suffix != ".keras":
-        raise UserError(f"{target} is neither a run directory nor a .keras model; give a run directory "
-                        "(runs/NAME/STAMP), `latest`, or a .keras file")
+        raise UserError(not_a_model(path, describe_file(path)))
     run = _run_of(path)
     if run is not None:
-        return load_run_model(run, path.resolve().relative_to(run.path.resolve()))
-    model = load_keras_model(path)
+        return load_run_model(run, path.resolve().relative_to(run.path.resolve()), unsafe=unsafe)
+    model = load_keras_model(path, unsafe=unsafe)
     shape = tuple(model.inputs[0].shape[1:])
     labels = path.with_suffix(".labels.txt")  # written beside every export (cnnctl.export.labels_path)
     names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
@@ -220,9 +230,59 @@ def class_scores(values: np.ndarray, logits: bool | None) -> np.ndarray | None:
     return values
 
 
+def find_run(target: str, runs_dir: str = "runs") -> RunDir:
+    """The run directory ``target`` names (a path, or ``latest``); a file or a folder of images is told as such."""
+    from cnnctl.rundir import resolve_run
+
+    path = Path(target)
+    if target != "latest" and path.is_file():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            raise UserError(not_a_model(path, "a recipe").replace("not a model", "not a run directory"))
+        run = _run_of(path)
+        inside = f" of the run {run.path}" if run is not None else ""
+        raise UserError(f"{target} is a file{inside} ({describe_file(path)}), not a run directory; give the run "
+                        "directory `cnnctl train` printed (runs/NAME/STAMP), or `latest`")
+    if target != "latest" and path.is_dir() and not (path / RECIPE).exists() and _holds_class_folders(path):
+        raise UserError(f"{target} is a folder of images, not a run directory; give a run (runs/NAME/STAMP or "
+                        f"`latest`), and to evaluate on these images: cnnctl eval RUN --data {target}")
+    return resolve_run(target, runs_dir)
+
+
+_MARKS = ("data.json", "metrics.json", "model.keras", "checkpoints")  # what training writes into a run
+
+
+def _is_run(folder: Path) -> bool:
+    """A folder holding a recipe and something training wrote (a project folder often holds a recipe.yaml)."""
+    return (folder / RECIPE).is_file() and any((folder / mark).exists() for mark in _MARKS)
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    from cnnctl.data.files import IMAGE_EXTENSIONS
+
+    try:
+        return any(sub.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in sub.iterdir() if f.is_file())
+                   for sub in folder.iterdir())
+    except OSError:  # unreadable: resolve_run says what it can
+        return False
+
+
+def _missing_model(run: RunDir, model_file: Path) -> str:
+    """Why the run has no ``model_file``, and what to do."""
+    metrics = run.read_json("metrics.json") if (run / "metrics.json").is_file() else {}
+    status = metrics.get("status") if isinstance(metrics, dict) else None
+    if model_file.name == "best.keras" and status == "completed":
+        return (f"{run.path} has no best.keras: the run kept no best epoch (train.monitor: null, or nothing to "
+                "monitor); leave out --best")
+    if status != "completed" and model_file.name in ("model.keras", "best.keras"):
+        state = f"its training {status}" if status in ("interrupted", "failed") else "its training did not finish"
+        return (f"{run.path} has no {model_file.name}: {state}; resume it with cnnctl train --resume {run.path}"
+                + (" (or give --best for the best epoch so far)" if (run / "best.keras").is_file() else ""))
+    return f"{run.path / model_file}: no such model file in the run"
+
+
 def _run_of(path: Path) -> RunDir | None:
     """The run directory a model file sits in (``RUN/model.keras``, ``RUN/export/serving.keras``), if any."""
     for parent in list(path.resolve().parents)[:2]:
-        if (parent / RECIPE).is_file():
+        if _is_run(parent):
             return RunDir(Path(os.path.relpath(parent)) if not path.is_absolute() else parent)
     return None

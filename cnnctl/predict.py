@@ -35,9 +35,12 @@ _BATCH = 64
 
 
 def predict(target: str, inputs: list[str], *, top_k: int = 3, runs_dir: str = "runs",
-            model_file: str = "model.keras", on_error: str = "fail") -> dict:
-    """Predictions of ``target``'s model for each file in ``inputs`` (files and folders, in order)."""
-    loaded = load_model_or_run(target, runs_dir, model_file)
+            model_file: str = "model.keras", on_error: str = "fail", unsafe: bool = False) -> dict:
+    """Predictions of ``target``'s model for each file in ``inputs`` (files and folders, in order).
+
+    ``unsafe``: load a model that Keras safe mode refuses, trusting the file (``cnnctl.model.saved``).
+    """
+    loaded = load_model_or_run(target, runs_dir, model_file, unsafe=unsafe)
     files = collect_inputs(inputs)
     return {"model": loaded.source, "outputs": output_names(loaded.model),
             "predictions": list(predictions(loaded, files, top_k=top_k, on_error=on_error))}

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from cnnctl.data import Datasets
+from cnnctl.data.files import bad_files_named
 from cnnctl.errors import CnnctlError, UserError, first_line
 from cnnctl.export.check import Tolerance, compare, held_out, representative
 from cnnctl.recipe.export_spec import ExportSpec, export_spec
@@ -45,10 +46,12 @@ TOLERANCES = {
 
 
 def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = False, *,
-               quantize: str | None = None) -> dict:
+               quantize: str | None = None, unsafe: bool = False) -> dict:
     """Export the run's model (model.keras behind its preprocessing) as ``fmt``; return the export's record.
 
-    ``quantize`` (tflite only): ``dynamic``, ``float16`` or ``int8``. Raises
+    ``quantize`` (tflite only): ``dynamic``, ``float16`` or ``int8``. ``unsafe``: load a
+    model.keras that Keras safe mode refuses, trusting it (``cnnctl.model.saved``); a
+    ``keras`` export of it is then reloaded for the check with safe mode off too. Raises
     ``UserError`` for a wrong format, option or target, ``CnnctlError`` when the
     export does not match the Keras model.
     """
@@ -58,11 +61,14 @@ def export_run(fmt: str, run: RunDir, out: str | None = None, force: bool = Fals
     require_runtime(spec)
     export_target(spec, run, out, force)  # fail fast, before loading anything
     with run.locked():
-        loaded = load_run_model(run)
+        loaded = load_run_model(run, unsafe=unsafe)
         data = run_datasets(run, loaded.recipe)
         split, _ = held_out(data)
         warn_if_changed(loaded.record, split, data.sizes[split])
-        return _export(spec, run, loaded.serving, data, out=out, force=force, logits=outputs_are_logits(loaded))
+        with bad_files_named(data.verify, "remove or replace them, or set data.on_error: skip in the run's "
+                             "recipe.yaml; the export is checked on the run's held-out images"):
+            return _export(spec, run, loaded.serving, data, out=out, force=force, logits=outputs_are_logits(loaded),
+                           unsafe=unsafe)
 
 
 def write_export(fmt: str | ExportSpec, run: RunDir, model: keras.Model, data: Datasets) -> dict:
@@ -159,7 +165,7 @@ def _spec(fmt: str | ExportSpec, quantize: str | None) -> ExportSpec:
 
 
 def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets, *, out: str | None,
-            force: bool, logits: list[bool | None]) -> dict:
+            force: bool, logits: list[bool | None], unsafe: bool = False) -> dict:
     target = export_target(spec, run, out, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -171,13 +177,13 @@ def _export(spec: ExportSpec, run: RunDir, serving: keras.Model, data: Datasets,
     started = time.perf_counter()
     serving = inference_graph(serving)
     mixed = _mixed_policy(serving)
-    exported = float32_twin(serving) if mixed and spec.format in ("tflite", "onnx") else serving
+    exported = float32_twin(serving, safe_mode=not unsafe) if mixed and spec.format in ("tflite", "onnx") else serving
     try:
         try:
             written = _write(spec, exported, tmp, data)
             if exported is not serving:
                 written["computed_in"] = f"float32 (the {mixed} model's float32 twin)"
-            artifact = _load(spec, tmp)
+            artifact = _load(spec, tmp, unsafe=unsafe)
         except (CnnctlError, UserError):
             raise
         except (OSError, tf.errors.PermissionDeniedError) as exc:
@@ -253,7 +259,7 @@ def inference_graph(serving: keras.Model) -> keras.Model:
     return keras.Model(inputs, x, name=serving.name)
 
 
-def float32_twin(model: keras.Model) -> keras.Model:
+def float32_twin(model: keras.Model, *, safe_mode: bool = True) -> keras.Model:
     """A mixed-precision model rebuilt with float32 layers and the same weights (variables are float32 already).
 
     TFLite has no built-in float16 convolution and Keras's ONNX exporter wants
@@ -268,7 +274,7 @@ def float32_twin(model: keras.Model) -> keras.Model:
         return [float32(v) for v in node] if isinstance(node, list) else node
 
     twin = keras.saving.deserialize_keras_object(float32(keras.saving.serialize_keras_object(model)),
-                                                 safe_mode=True)
+                                                 safe_mode=safe_mode)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -310,7 +316,7 @@ def _write(spec: ExportSpec, serving: keras.Model, tmp: Path, data: Datasets) ->
     return write_onnx(serving, tmp, representative(data, 1))
 
 
-def _load(spec: ExportSpec, path: Path):
+def _load(spec: ExportSpec, path: Path, *, unsafe: bool = False):
     if spec.format == "savedmodel":
         from cnnctl.export.savedmodel import load_savedmodel
 
@@ -318,7 +324,7 @@ def _load(spec: ExportSpec, path: Path):
     if spec.format == "keras":
         from cnnctl.export.keras_file import load_keras
 
-        return load_keras(path)
+        return load_keras(path, unsafe=unsafe)
     if spec.format == "tflite":
         from cnnctl.export.tflite import load_tflite
 

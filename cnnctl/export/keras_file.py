@@ -1,4 +1,4 @@
-"""The serving model as a ``.keras`` file, reloaded with ``keras.saving.load_model(safe_mode=True)``.
+"""The serving model as a ``.keras`` file, reloaded as cnnctl loads every model: vetted, then in Keras safe mode.
 
 The model is named ``<model>_serving``, so ``cnnctl predict`` and ``cnnctl eval``
 know it takes examples as stored and needs no preprocessing of theirs.
@@ -19,13 +19,17 @@ def write_keras(serving: keras.Model, path: Path) -> None:
     serving.save(path)
 
 
-def load_keras(path: Path) -> Artifact:
-    """The ``.keras`` file at ``path``, loaded in safe mode and called as ``model(x)``."""
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+def load_keras(path: Path, *, unsafe: bool = False) -> Artifact:
+    """The ``.keras`` file at ``path``, loaded as cnnctl loads every model (vetted, in safe mode), called as
+    ``model(x)``. ``unsafe``: the export of a model loaded with ``--unsafe`` (a Lambda layer) needs it too."""
+    from cnnctl.model.saved import load_keras_model
+
+    model = load_keras_model(path, unsafe=unsafe)
     outputs = [f"output_{i}" for i in range(len(model.outputs))]
 
     def predict(x: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(o) for o in keras.tree.flatten(model(x))]  # as a user calls it: no ``training``
 
-    return Artifact(model.inputs[0].name, outputs, predict, f"keras {keras.__version__} (safe_mode)",
+    mode = "safe_mode off: --unsafe" if unsafe else "safe_mode"
+    return Artifact(model.inputs[0].name, outputs, predict, f"keras {keras.__version__} ({mode})",
                     {"model_name": model.name})
