@@ -20,37 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnctl.errors import Problem, RecipeError, did_you_mean
+from cnnctl.recipe.calls import Call, Graph, dedupe, snake, split_spec
 from cnnctl.recipe.expr import substitute
-from cnnctl.recipe.schema import BlockSpec, InputSpec, Recipe, per_output
+from cnnctl.recipe.schema import BlockSpec, Recipe, per_output
 from cnnctl.recipe.yaml_loader import format_path
+
+__all__ = ["Call", "Graph", "resolve_graph", "snake", "split_spec"]  # Call, Graph, ...: see cnnctl.recipe.calls
 
 NODE_KEYS = ("from", "share")
 REQUIRED = "required"  # a block parameter without a default
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 FAILED = "\0failed"  # the result of a node that has been reported: nodes reading it stay quiet
-
-
-@dataclass(frozen=True)
-class Call:
-    """One call of one Keras layer in the model's graph."""
-
-    key: str  # unique in the graph; other calls list it in ``inputs``
-    cls: str | None  # Keras or cnnctl class name; None when the layer of ``share`` is reused
-    args: dict  # constructor arguments, parameters substituted, ``repeat`` removed
-    inputs: tuple[str, ...]  # keys of calls or model inputs this call reads
-    layer_name: str | None  # the Keras layer's name; None lets Keras choose
-    share: str | None  # key of the call whose layer (and weights) this call reuses
-    path: tuple  # where the class is written: ``(*path, cls, arg)`` locates an argument
-    context: str = ""  # " (in block 'res' used at model.graph.s1)" for calls made by a block
-
-
-@dataclass(frozen=True)
-class Graph:
-    inputs: dict[str, InputSpec]
-    calls: tuple[Call, ...]
-    outputs: tuple[str, ...]  # keys of the calls whose results the model returns
-    output_names: tuple[str, ...]  # the same, as the recipe names them
-    sequential: bool  # a plain chain: built as keras.Sequential
 
 
 @dataclass(frozen=True)
@@ -69,12 +49,6 @@ TOP = _Scope()
 def resolve_graph(recipe: Recipe) -> Graph:
     """The model section as calls; raises ``RecipeError`` listing every structural problem."""
     return _Resolver(recipe).resolve()
-
-
-def snake(name: str) -> str:
-    """Keras's own naming: ``Conv2D`` -> ``conv2d``, ``BatchNormalization`` -> ``batch_normalization``."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class _Resolver:
@@ -113,7 +87,7 @@ class _Resolver:
             outputs = tuple(outputs)
         self._check_per_output_train(names)
         if self.problems:
-            raise RecipeError(_dedupe(self.problems))
+            raise RecipeError(dedupe(self.problems))
         sequential = model.layers is not None and not self.used_blocks and model.input is not None
         return Graph(inputs, tuple(self.calls), outputs, names, sequential)
 
@@ -381,21 +355,3 @@ class _Resolver:
     def _problem(self, path: tuple, message: str, context: str = "", key: bool = False) -> None:
         problem = self.recipe.problem(path, message, key=key)
         self.problems.append(dataclasses.replace(problem, message=problem.message + context))
-
-
-def split_spec(spec: Any) -> tuple[str, dict]:
-    """``"Flatten"`` or ``{"Conv2D": {...}}`` -> ``(class name, arguments)``."""
-    if isinstance(spec, str):
-        return spec, {}
-    ((cls, args),) = spec.items()
-    return cls, dict(args or {})
-
-
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    """A mistake inside a block used many times is reported once, at its first use."""
-    seen, out = set(), []
-    for p in problems:
-        if (p.where, p.path) not in seen:
-            seen.add((p.where, p.path))
-            out.append(p)
-    return out
