@@ -1,9 +1,12 @@
-"""The located YAML loader: numbers, duplicate keys, unsafe tags, positions."""
+"""The located YAML loader: numbers, duplicate keys, unsafe tags, positions, booleans, and documents built
+to exhaust it (alias bombs, merges, nesting, huge numbers)."""
+
+import time
 
 import pytest
 
 from cnnctl.errors import RecipeError
-from cnnctl.recipe.yaml_loader import format_path, load_yaml
+from cnnctl.recipe.yaml_loader import MAX_TEXT, format_path, load_yaml
 
 
 def test_exponent_floats_are_numbers():
@@ -57,3 +60,99 @@ def test_merge_keys_and_anchors_work():
 def test_format_path():
     assert format_path(("model", "layers", 3, "Conv2D", "padding")) == "model.layers[3].Conv2D.padding"
     assert format_path(()) == ""
+
+
+@pytest.mark.parametrize("text", [
+    "a: !!python/name:os.system\n",
+    "a: !!python/object/new:os.system [echo hacked]\n",
+    "a: !!python/object/apply:os.system {args: [echo hacked]}\n",
+    "a: !!python/module:os\n",
+    "a: !custom 3\n",
+    "a: !!set {x, y}\n",
+])
+def test_every_object_tag_is_refused(text):
+    with pytest.raises(RecipeError) as err:
+        load_yaml(text, "r.yaml")
+    (problem,) = err.value.problems
+    assert problem.where == "r.yaml:1:4" and problem.path == "a"
+    assert "is not allowed: a recipe holds data, never Python objects" in problem.message
+
+
+def laughs(levels: int, width: int = 10) -> str:
+    """'Billion laughs': each anchor is a list of ``width`` aliases of the one above (width**levels values)."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * width) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_quickly():
+    started = time.perf_counter()
+    with pytest.raises(RecipeError) as err:
+        load_yaml(laughs(9), "r.yaml")  # 10**10 values once expanded
+    assert time.perf_counter() - started < 5
+    (problem,) = err.value.problems
+    assert problem.where.startswith("r.yaml:")
+    assert "YAML aliases (*name) repeat more than 100,000 values" in problem.message
+    assert "billion laughs" in problem.message
+
+
+def test_aliases_within_the_bound_are_expanded():
+    data = load_yaml(laughs(3)).data  # 10**4 values through 30 aliases
+    assert len(data["l3"]) == 10 and data["l3"][9][9][9][9] == "lol"
+
+
+def test_merge_bomb_stays_small():
+    text = "m0: &m0 {x: 1, y: 2}\n" + "".join(
+        f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}], k{i}: {i}}}\n" for i in range(1, 10))
+    started = time.perf_counter()
+    data = load_yaml(text).data
+    assert time.perf_counter() - started < 2
+    assert data["m9"] == {"x": 1, "y": 2, **{f"k{i}": i for i in range(1, 10)}}
+
+
+def test_merge_order_own_keys_win_and_the_first_merged_mapping_wins():
+    data = load_yaml("a: &a {x: 1, y: 1}\nb: &b {x: 2, z: 2}\nc: {<<: [*a, *b], y: 3}\n").data
+    assert data["c"] == {"x": 1, "y": 3, "z": 2}
+
+
+def test_alias_inside_its_own_anchor_is_refused():
+    with pytest.raises(RecipeError) as err:
+        load_yaml("a: &a [1, *a]\n", "r.yaml")
+    assert "inside the anchor (&name) it refers to" in err.value.problems[0].message
+    assert load_yaml("a: &a {x: 1, <<: *a}\n").data == {"a": {"x": 1}}  # a merge of itself adds nothing
+
+
+@pytest.mark.parametrize("depth", [150, 5000])
+def test_deep_nesting_is_refused(depth):
+    with pytest.raises(RecipeError) as err:
+        load_yaml("a: " + "[" * depth + "]" * depth + "\n", "r.yaml")
+    assert "values nest more than 100 levels deep" in err.value.problems[0].message
+    assert err.value.problems[0].where.startswith("r.yaml:1:")
+
+
+@pytest.mark.parametrize(("text", "phrase"), [
+    ("a: " + "9" * 5000, "cannot read '99999"),  # Python's 4300-digit limit for int()
+    ("a: 2024-13-45", "cannot read '2024-13-45' as !!timestamp: month must be in 1..12"),
+    ("a: !!int abc", "cannot read 'abc' as !!int"),
+    ("a: !!float x", "cannot read 'x' as !!float"),
+    ("a: !!bool maybe", "cannot read 'maybe' as !!bool"),
+    ("a: {<<: 5}", "a merge (<<:) takes a mapping or a list of mappings"),
+    ("a: {<<: [*b]}\nb: &b {}", "invalid YAML: found undefined alias"),
+])
+def test_unreadable_scalars_are_located_errors(text, phrase):
+    with pytest.raises(RecipeError) as err:
+        load_yaml(text + "\n", "r.yaml")
+    assert err.value.problems[0].where.startswith("r.yaml:")
+    assert phrase in err.value.problems[0].message
+
+
+def test_long_text_is_refused():
+    with pytest.raises(RecipeError) as err:
+        load_yaml("a: 1\n" + "#" * MAX_TEXT, "r.yaml")
+    assert "a recipe is at most" in err.value.problems[0].message
+
+
+def test_boolean_words_are_kept_and_boolean_keys_are_names():
+    doc = load_yaml("padding: no\nflags: [On, true]\nno: 1\nyes: {off: 2}\nwords: [y, n]\n")
+    assert doc.data == {"padding": False, "flags": [True, True], "no": 1, "yes": {"off": 2}, "words": ["y", "n"]}
+    assert doc.words == {("padding",): "no", ("flags", 0): "On", ("flags", 1): "true"}
