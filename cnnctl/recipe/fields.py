@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -12,6 +13,24 @@ Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+
+
+# Keys of Keras's serialized form ({class_name, config, module, registered_name}): Keras imports ``module``
+# to find ``class_name``. A recipe names a class and its arguments instead, and never a module.
+SERIALIZED_KEYS = ("class_name", "config", "module", "registered_name")
+SERIALIZED_FORM = ("is Keras's serialized form (class_name, config, module, registered_name); a recipe names "
+                   "the class and its arguments, {ClassName: {argument: value}}, and never a module to import")
+
+
+def refuse_boolean(value: Any, expected: str) -> None:
+    """A YAML boolean (an unquoted yes/no/on/off) where a name is expected: ``cnnctl.recipe.load`` says so."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("yaml_bool", "expected {expected}", {"expected": expected})
+
+
+def _refuse_serialized(value: Any) -> None:
+    if isinstance(value, dict) and len(value) > 1 and set(value) & set(SERIALIZED_KEYS):
+        raise ValueError(f"{{{', '.join(map(str, value))}}} {SERIALIZED_FORM}")
 
 
 def _is_spec(value: Any) -> bool:
@@ -28,6 +47,8 @@ def _keras_object(value: Any) -> Any:
     """A Keras name (``adam``) or a one-key mapping ``{Adam: {learning_rate: 1.0e-3}}``."""
     if _is_spec(value):
         return value
+    refuse_boolean(value, "a Keras name such as adam, or {Class: {arguments}}")
+    _refuse_serialized(value)
     raise ValueError(
         "expected a Keras name (e.g. adam) or a one-key mapping of a class name to its "
         f"arguments (e.g. {{Adam: {{learning_rate: 1.0e-3}}}}), got {value!r}"
@@ -41,6 +62,8 @@ def _layer(value: Any) -> Any:
     """A bare class name (``Flatten``) or ``{Conv2D: {filters: 32, ...}}``."""
     if _is_spec(value):
         return value
+    refuse_boolean(value, "a Keras layer such as Flatten or {Dense: {units: 10}}")
+    _refuse_serialized(value)
     if isinstance(value, dict) and len(value) == 1:
         (name, args), = value.items()
         raise ValueError(

@@ -22,6 +22,7 @@ from typing import Any
 from cnnctl.errors import Problem, RecipeError, did_you_mean
 from cnnctl.recipe.calls import Call, Graph, dedupe, snake, split_spec
 from cnnctl.recipe.expr import substitute
+from cnnctl.recipe.fields import SERIALIZED_FORM, SERIALIZED_KEYS
 from cnnctl.recipe.schema import BlockSpec, Recipe, per_output
 from cnnctl.recipe.yaml_loader import format_path
 
@@ -179,6 +180,8 @@ class _Resolver:
     def _parse_node(self, spec: Any, path: tuple, context: str):
         if isinstance(spec, str) and spec:
             return spec, {}, None, None
+        if isinstance(spec, bool):
+            return self._boolean(path, spec, "a layer or block such as Flatten or {Conv2D: {filters: 8}}", context)
         if not isinstance(spec, dict):
             self._problem(path, f"a node is a layer or block such as {{Conv2D: {{filters: 8}}, from: x}}, got "
                           f"{spec!r}", context)
@@ -187,11 +190,21 @@ class _Resolver:
         if sources is not None:
             if isinstance(sources, str):
                 sources = [sources]
+            elif isinstance(sources, bool):
+                return self._boolean((*path, "from"), sources, "a node name", context)
+            elif isinstance(sources, list) and any(isinstance(s, bool) for s in sources):
+                i = next(i for i, s in enumerate(sources) if isinstance(s, bool))
+                return self._boolean((*path, "from", i), sources[i], "a node name", context)
             elif not (isinstance(sources, list) and sources and all(isinstance(s, str) for s in sources)):
                 self._problem((*path, "from"), f"from is a node name or a list of names, got {sources!r}", context)
                 return None
         rest = [k for k in spec if k not in NODE_KEYS]
         share = spec.get("share")
+        if isinstance(share, bool):
+            return self._boolean((*path, "share"), share, "a node name", context)
+        if share is not None and not (isinstance(share, str) and share):
+            self._problem((*path, "share"), f"share is the name of a node above, got {share!r}", context)
+            return None
         if share is not None:
             if rest:
                 self._problem((*path, rest[0]), f"a node that shares '{share}' reuses its layers as they are; "
@@ -347,10 +360,18 @@ class _Resolver:
         for key, value in (("loss", train.loss), ("loss_weights", train.loss_weights), ("metrics", train.metrics)):
             if not (per_output(value, outputs) if key == "loss" else isinstance(value, dict)):
                 continue
+            if set(value) & set(SERIALIZED_KEYS) - set(outputs):
+                self._problem(("train", key), f"{{{', '.join(map(str, value))}}} {SERIALIZED_FORM}")
+                continue
             for name in value:
                 if name not in outputs:
                     self._problem(("train", key, name), f"the model has no output named '{name}'"
                                   f"{did_you_mean(name, outputs)} (outputs: {', '.join(outputs)})", key=True)
+
+    def _boolean(self, path: tuple, value: bool, expected: str, context: str) -> None:
+        """An unquoted yes/no/on/off where a name was meant (``from: no``): a problem; None, for ``return``."""
+        problem = self.recipe.boolean_problem(path, value, expected)
+        self.problems.append(dataclasses.replace(problem, message=problem.message + context))
 
     def _problem(self, path: tuple, message: str, context: str = "", key: bool = False) -> None:
         problem = self.recipe.problem(path, message, key=key)

@@ -18,7 +18,7 @@ from cnnctl.errors import Problem, RecipeError, did_you_mean
 from cnnctl.recipe.data_spec import SOURCE_KEYS, SOURCE_SPECIFIC
 from cnnctl.recipe.overrides import apply_override
 from cnnctl.recipe.schema import Recipe
-from cnnctl.recipe.yaml_loader import Located, load_yaml, load_yaml_file
+from cnnctl.recipe.yaml_loader import Located, boolean_message, key_name, load_yaml, load_yaml_file
 
 
 def load_recipe(path: str, overrides: Iterable[str] = ()) -> Recipe:
@@ -47,7 +47,7 @@ def recipe_from_doc(doc: Located, overrides: Iterable[str] = ()) -> Recipe:
     try:
         recipe = Recipe.model_validate(doc.data)
     except pydantic.ValidationError as exc:
-        raise RecipeError([_problem(doc, err) for err in exc.errors()]) from None
+        raise RecipeError(_problems(doc, exc.errors())) from None
     recipe._located = doc
     recipe.graph  # noqa: B018  (the model's structure: blocks, from, share; still no TensorFlow)
     return recipe
@@ -88,8 +88,73 @@ def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
-def _problem(doc: Located, err: dict) -> Problem:
-    loc = tuple(err["loc"])
+def _problems(doc: Located, errors: list) -> list[Problem]:
+    """One problem per mistake: of a union's alternatives (``str | dict``), only the one the value was meant for."""
+    groups: dict = {}
+    for i, err in enumerate(errors):
+        loc, union, tag = _without_union_tags(doc.data, tuple(err["loc"]), err["type"])
+        groups.setdefault(union if union is not None else i, []).append((loc, tag, err))
+    problems: list[Problem] = []
+    for key, found in groups.items():
+        items = _meant(_value_at(doc.data, key), key, found) if not isinstance(key, int) and len(found) > 1 else found
+        for loc, _, err in items:
+            problem = _problem(doc, loc, err)
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _without_union_tags(data: typing.Any, loc: tuple, kind: str) -> tuple[tuple, tuple | None, str | None]:
+    """pydantic names a union's alternative in ``loc`` (``data.path.str``); the key path without it, where the
+    union is, and the alternative."""
+    node, out, union, tag, lost = data, [], None, None, False
+    for i, part in enumerate(loc):
+        if lost:
+            pass
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and (i < len(loc) - 1 or kind != "missing"):
+            if union is None:
+                union, tag = tuple(out), part
+            continue
+        else:
+            lost = True
+        out.append(part)
+    return tuple(out), union, tag
+
+
+def _value_at(data: typing.Any, path: tuple) -> typing.Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _meant(value: typing.Any, at: tuple, items: list) -> list:
+    """The errors of the union alternative that fits ``value``: a mapping's, a list's or a scalar's."""
+    if isinstance(value, bool):
+        named = [item for item in items if item[0] == at and item[2]["type"] in _NAME_ERRORS]
+        if named:
+            return named[:1]
+
+    def fits(tag: str) -> bool:
+        if isinstance(value, dict):
+            return "dict" in tag or tag[:1].isupper()
+        if isinstance(value, list):
+            return "list" in tag
+        return "dict" not in tag and "list" not in tag and not tag[:1].isupper()
+
+    return [item for item in items if fits(item[1])] or items
+
+
+_NAME_ERRORS = ("string_type", "literal_error", "yaml_bool")
+
+
+def _problem(doc: Located, loc: tuple, err: dict) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden":
         known = _fields_at(loc[:-1])
@@ -101,6 +166,8 @@ def _problem(doc: Located, err: dict) -> Problem:
         return doc.problem((*loc, err["ctx"]["at"]), err["msg"], key=err["ctx"]["key"])
     if kind == "missing":
         return doc.problem(loc[:-1], f"missing required key '{loc[-1]}'")
+    if kind == "yaml_bool" or (kind in _NAME_ERRORS and isinstance(err.get("input"), bool)):
+        return _boolean_problem(doc, loc, err)
     message = err["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -112,17 +179,49 @@ def _problem(doc: Located, err: dict) -> Problem:
     return doc.problem(loc, message)
 
 
+def _boolean_problem(doc: Located, loc: tuple, err: dict) -> Problem:
+    """``name: no`` where a string was expected: say that YAML read a boolean, and how to write the word."""
+    kind, ctx = err["type"], err.get("ctx", {})
+    expected = {"string_type": "a string", "literal_error": f"one of {ctx.get('expected')}",
+                "yaml_bool": ctx.get("expected")}[kind]
+    if loc and isinstance(loc[-1], str) and _accepts_none(loc):
+        expected += " (or null for none)"
+    path = loc
+    if loc not in doc.words:  # a validator of a whole list (train.metrics): the one boolean in it
+        inside = [p for p in doc.words if p[: len(loc)] == loc]
+        path = inside[0] if len(inside) == 1 else loc
+    value = _value_at(doc.data, path)
+    if not isinstance(value, bool):
+        return doc.problem(loc, f"expected {expected}; YAML reads an unquoted yes/no/on/off as a boolean: quote "
+                                "the word if you meant one")
+    return doc.problem(path, boolean_message(value, key_name(path), expected, doc.words.get(path)))
+
+
+def _accepts_none(loc: tuple) -> bool:
+    field = _field_at(loc)
+    return field is not None and type(None) in typing.get_args(field.annotation)
+
+
 def _fields_at(loc: tuple) -> list[str]:
     """The keys the schema allows at ``loc`` (for did-you-mean on an unknown key)."""
+    if not loc:
+        return list(Recipe.model_fields)
+    field = _field_at(loc)
+    return list(getattr(_model_in(field.annotation), "model_fields", {})) if field is not None else []
+
+
+def _field_at(loc: tuple) -> typing.Any:
+    """The schema's ``FieldInfo`` for the key at ``loc`` (list indices skipped), or None."""
     model: typing.Any = Recipe
+    field = None
     for part in loc:
         if isinstance(part, int):
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            return []
+            return None
         model = _model_in(field.annotation)
-    return list(getattr(model, "model_fields", {}))
+    return field
 
 
 def _model_in(annotation: typing.Any) -> typing.Any:

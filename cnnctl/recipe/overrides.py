@@ -46,7 +46,7 @@ def apply_override(doc: Located, assignment: str) -> None:
         raise RecipeError(Problem(where, "", "expected KEY=VALUE, e.g. --set train.epochs=3"))
     path = parse_path(key.strip(), where)
     try:
-        value = load_yaml(raw, source=where).data
+        given = load_yaml(raw, source=where)
     except RecipeError as exc:
         message = exc.problems[0].message
         raise RecipeError(Problem(where, format_path(path), f"the value is {message}")) from None
@@ -61,11 +61,13 @@ def apply_override(doc: Located, assignment: str) -> None:
             raise RecipeError(Problem(where, format_path(path), f"no item [{last}] here: the list has {size} items"))
     elif not isinstance(node, dict):
         raise RecipeError(Problem(where, format_path(path), f"cannot set a key inside {type(node).__name__} {node!r}"))
-    node[last] = value
-    for p in [k for k in doc.marks if k[: len(path)] == path]:
-        del doc.marks[p]
+    node[last] = given.data
+    for marks in (doc.marks, doc.words):
+        for p in [k for k in marks if k[: len(path)] == path]:
+            del marks[p]
     doc.marks[path] = where
     doc.key_marks[path] = where
+    doc.words.update({(*path, *p): word for p, word in given.words.items()})  # --set a.padding=no: the word
 
 
 def _step(node, part, next_part, here: tuple, where: str):

@@ -139,6 +139,13 @@ class Recipe(Section):
             self._graph = resolve_graph(self)
         return self._graph
 
+    def boolean_problem(self, path: tuple, value: bool, expected: str):
+        """``path: no`` where ``expected`` (a string, a name) was wanted: says how YAML read it."""
+        from cnnctl.recipe.yaml_loader import boolean_message, key_name
+
+        word = self._located.words.get(tuple(path)) if self._located is not None else None
+        return self.problem(path, boolean_message(value, key_name(path), expected, word))
+
     def problem(self, path: tuple, message: str, *, key: bool = False):
         """A Problem located at ``path`` in the recipe file (or the --set that gave it)."""
         from cnnctl.errors import Problem

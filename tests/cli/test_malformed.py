@@ -122,9 +122,9 @@ CHECK: dict[str, Case] = {
     # -- layers, against their Keras classes -------------------------------------------------
     "yaml_no_is_false": Case(
         chain("Conv2D: {filters: 8, kernel_size: 3, padding: no}  # <-", "Flatten", HEAD),
-        None, "model.layers[0].Conv2D.padding", "quote the value",
-        xfail="says \"'bool' object has no attribute 'lower'\" (plus the quoting hint) at model.layers[0].Conv2D "
-              "(5:15): neither the location nor the message names the argument 'padding'"),
+        53, "model.layers[0].Conv2D.padding",
+        "got the boolean false, but padding is a string ('valid' or 'same'); YAML reads an unquoted yes/no/on/off "
+        "as a boolean: write 'no' in quotes if you meant the word"),
     "argument_typo": Case(
         chain("Conv2D: {filters: 8, kernel_size: 3, stride: 2}  # <-", "Flatten", HEAD),
         44, "model.layers[0].Conv2D.stride", "Conv2D has no argument 'stride' (did you mean 'strides'?)"),
