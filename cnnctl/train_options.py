@@ -129,6 +129,11 @@ def check_jit_compile(model: keras.Model, recipe: Recipe) -> None:
     """``jit_compile: true`` with a layer XLA cannot compile: say which, rather than Keras's silent fallback."""
     if recipe.train.jit_compile is not True:
         return
+    if recipe.train.deterministic:  # Keras would turn XLA off without a word
+        raise RecipeError(recipe.problem(("train", "jit_compile"), "jit_compile: true and train.deterministic: "
+                                         "true do not go together: Keras turns XLA off under TensorFlow's "
+                                         "deterministic ops (not every XLA kernel has a deterministic form); "
+                                         "set one of them to false"))
     refusing = sorted({f"{layer.name} ({type(layer).__name__})" for layer in model._flatten_layers(include_self=False)
                        if not layer.supports_jit})
     if refusing:

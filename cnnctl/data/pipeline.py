@@ -237,6 +237,7 @@ def _cached(ds: tf.data.Dataset, source: Source, part: str, indices: np.ndarray,
 
 
 _SEED_STRIDE = 1_000_003  # epoch e of seed s shuffles from s * stride + e: distinct for every epoch of every seed
+_GRAPH_SEED = 1
 
 
 def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe: Recipe, transform):
@@ -256,6 +257,10 @@ def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe
 
     def epoch(e, skip_batches=0):
         """Epoch ``e`` (a scalar tensor) from batch ``skip_batches`` on, as (epoch, step, (x, y)) elements."""
+        # This function is traced into a graph of its own: a graph-level seed of its own makes the shuffle's
+        # order a function of the epoch's seed alone, whatever global seed the process set before (and keeps
+        # TensorFlow from comparing the seed tensor with 0 when that global seed is 0).
+        tf.random.set_seed(_GRAPH_SEED)
         seed = tf.constant(recipe.seed, tf.int64) * _SEED_STRIDE + e if spec.shuffle else None
         skip = tf.cast(skip_batches, tf.int64) * batch
         ds = part.make(indices, seed, skip) if base is None else shuffled(base, buffer, seed, skip)

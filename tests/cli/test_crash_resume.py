@@ -199,7 +199,18 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_fails_the_run_and_loses_nothing(workdir, uninterrupted, small_disk, monkeypatch):
+@pytest.fixture
+def deterministic_ops_then_off():
+    """The recipe turns TensorFlow's deterministic ops on for the process; they are turned off after the test,
+    as Keras's own tests do, so that the tests after it run as they would alone."""
+    yield
+    from tensorflow.python.framework.config import disable_op_determinism
+
+    disable_op_determinism()
+
+
+def test_a_full_disk_fails_the_run_and_loses_nothing(workdir, uninterrupted, small_disk, monkeypatch,
+                                                     deterministic_ops_then_off):
     from cnnctl.errors import CnnctlError
     from cnnctl.recipe import load_recipe
     from cnnctl.rundir import RunDir

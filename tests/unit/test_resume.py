@@ -212,3 +212,23 @@ def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():
     assert excinfo.value.at_once and excinfo.value.exit_code == 143
     assert excinfo.value.message == "stopped at once on a second signal"
     assert signal.getsignal(signal.SIGTERM) is previous  # the handlers are put back
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_each_epochs_order_depends_on_the_recipes_seed_and_the_epoch_alone(cache):
+    """Not on the global seed the process set before (a run builds its pipeline before and after setting it),
+    nor on how many epochs were read before: seed 0 included, which TensorFlow once compared with a tensor."""
+    from cnnctl.data import build_datasets
+
+    def labels(global_seed, first=0):
+        if global_seed is not None:
+            keras.utils.set_random_seed(global_seed)
+        text = f"name: t\nseed: 0\ndata: {{cache: {cache}}}\nmodel: {{input: [8, 8, 1], layers: [Flatten, Dense]}}\n"
+        data = build_datasets(load_recipe_text(text.replace("Dense", "{Dense: {units: 10}}")))
+        return np.concatenate([y.numpy() for _, y in data.train_epochs(first, 3)]), data.sizes["train"]
+
+    (a, n), (b, _), (c, _) = labels(None), labels(0), labels(5)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(labels(0, first=2)[0], a[2 * n:])
+    assert not np.array_equal(a[:n], a[n: 2 * n])

@@ -301,6 +301,14 @@ def test_jit_compile_true_names_the_layers_xla_cannot_compile():
     assert "train.jit_compile: XLA cannot compile random_zoom (RandomZoom)" in problem_of(excinfo)
 
 
+def test_jit_compile_true_and_deterministic_ops_are_refused_together():
+    r = recipe("jit_compile: true\ndeterministic: true")
+    with pytest.raises(RecipeError) as excinfo:
+        check_training(build(r).model, r)
+    assert "train.jit_compile: jit_compile: true and train.deterministic: true do not go together" in problem_of(
+        excinfo)
+
+
 # -- the summary ----------------------------------------------------------------------------------
 
 

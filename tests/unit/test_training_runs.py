@@ -216,7 +216,7 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(tmp_path):
 
     # a learning rate that trains for an epoch, then diverges once it is raised by the schedule's warmup
     diverging = NAN_TRAIN.replace("1.0e+30", "{ExponentialDecay: {initial_learning_rate: 1.0e-3, decay_steps: 10, "
-                                             "decay_rate: 1.0e+12, staircase: true}}")
+                                             "decay_rate: 1.0e+30, staircase: true}}")
     with pytest.raises(CnnctlError) as excinfo:
         train(recipe(diverging, model=DIVERGES), str(tmp_path), progress=False)
     (run,) = (tmp_path / "t").iterdir()
