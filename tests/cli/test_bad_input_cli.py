@@ -202,3 +202,25 @@ def test_an_export_that_exists_is_not_replaced_without_force(project, tmp_path):
     error = invoke_fails("export", "tflite", str(copy))
     assert f"{copy / 'export' / 'model.tflite'} exists; use --force" in error
     assert cli("export", "tflite", str(copy), "--force").exit_code == 0
+
+
+def test_an_image_damaged_inside_is_named_by_export_and_eval_of_the_run(project, tmp_path):
+    """Its header and end are intact, so only decoding finds it: mid-check, not when the folder is listed."""
+    import yaml
+
+    root, run = project
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    photos = Path(shutil.copytree(root / "photos", tmp_path / "photos"))
+    recipe = yaml.safe_load((copy / "recipe.yaml").read_text())
+    recipe["data"]["path"] = str(photos)  # the run's data, moved: every image of it is in a held-out split or train
+    (copy / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    damaged = []
+    for image in sorted(photos.rglob("*.png")):
+        data = bytearray(image.read_bytes())
+        data[len(data) // 2: len(data) // 2 + 20] = b"\xff" * 20
+        image.write_bytes(bytes(data))
+        damaged.append(str(image))
+    for args in (["export", "tflite", str(copy)], ["eval", str(copy)]):
+        error = invoke_fails(*args)
+        assert "90 image files cannot be decoded" in error and damaged[0] in error, (args, error)
+    assert not list((copy / "export").glob("*"))  # nothing written (the folder may have been made)
