@@ -20,6 +20,7 @@ from cnnctl.errors import Problem, RecipeError, first_line
 from cnnctl.model.objects import layer_classes, make_layer
 from cnnctl.model.precision import is_mixed, policy_scope, resolve_policy
 from cnnctl.recipe.graph import Call, Graph
+from cnnctl.recipe.limits import MAX_UNROLL, memory_bytes, size_text
 from cnnctl.recipe.schema import Recipe
 
 
@@ -43,33 +44,115 @@ def build(recipe: Recipe) -> Built:
     """Build under the recipe's dtype policy; the global policy is restored afterwards."""
     policy = resolve_policy(recipe.train.mixed_precision)
     with policy_scope(policy):
-        return dataclasses.replace(_build(recipe, float32_outputs=is_mixed(policy)), policy=policy)
+        return dataclasses.replace(_build_deferred(recipe, float32_outputs=is_mixed(policy)), policy=policy)
 
 
-def _build(recipe: Recipe, *, float32_outputs: bool) -> Built:
+def _build_deferred(recipe: Recipe, *, float32_outputs: bool) -> Built:
+    """Build with every weight's allocation deferred, refuse a model whose weights would not fit, then allocate.
+
+    Inside ``keras.StatelessScope(initialize_variables=False)`` Keras creates variables with their shapes but
+    no values, so the weights are counted layer by layer (``_Budget``) before any is allocated; they are then
+    initialized in creation order, as a plain build does (the weights are equal: tests/cli/test_recipe_boundary).
+    """
+    pending = _uninitialized()
+    before = len(pending)
+    try:
+        with keras.StatelessScope(initialize_variables=False) as scope:
+            built = _build(recipe, float32_outputs=float32_outputs, budget=_Budget(recipe))
+    except RecipeError as exc:
+        del pending[before:]  # never allocated, and never will be: a later StatelessScope would initialize them
+        if any("stateless scope" in p.message for p in exc.problems):  # a layer that cannot defer its weights
+            return _build(recipe, float32_outputs=float32_outputs, budget=None)
+        raise
+    except BaseException:
+        del pending[before:]
+        raise
+    created = pending[before:]
+    with keras.StatelessScope():  # on leaving the outermost one, Keras initializes the deferred variables
+        pass
+    for variable in created:  # what a layer assigned while it was built (none of the recipes' layers do)
+        value = scope.get_current_value(variable)
+        if value is not None:
+            variable.assign(value)
+    return built
+
+
+def _uninitialized() -> list:
+    """Keras's list of variables created in a StatelessScope and not initialized yet (Keras-internal state)."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+
+
+class _Budget:
+    """The weights built so far; a layer that takes them past half this machine's memory is refused."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.params, self.seen = recipe, 0, set()
+        self.limit = memory_bytes() // 2
+
+    def before(self, call: Call, layer: keras.layers.Layer, given: list) -> None:
+        """Layers that allocate more than weights when built: GraphConv's pixel-grid adjacency, unrolled RNNs."""
+        shape = tuple(given[0].shape) if given else ()
+        if getattr(layer, "adjacency", None) == "grid" and len(shape) == 4 and None not in shape[1:3]:
+            nodes = shape[1] * shape[2]
+            if 12 * nodes * nodes > self.limit:
+                raise RecipeError(self.recipe.problem(call.path, (
+                    f"{type(layer).__name__} over the {shape[1]}x{shape[2]} pixel grid builds a {nodes:,} x {nodes:,} "
+                    f"adjacency matrix, {size_text(12 * nodes * nodes)} with its normalization: more than half of "
+                    f"this machine's {size_text(memory_bytes())}; use it on smaller feature maps{call.context}")))
+        rnn = getattr(layer, "forward_layer", layer)
+        steps = shape[1] if len(shape) >= 3 else None
+        if getattr(rnn, "unroll", False) and steps is not None and steps > MAX_UNROLL:
+            raise RecipeError(self.recipe.problem(call.path, (
+                f"unroll: true copies the cell once per time step, and the input has {steps:,} steps; unroll at "
+                f"most {MAX_UNROLL:,} steps, or leave unroll false{call.context}")))
+
+    def after(self, call: Call, layer: keras.layers.Layer) -> None:
+        if call.share is not None or id(layer) in self.seen:
+            return
+        self.seen.add(id(layer))
+        params = sum(math.prod(w.shape) for w in layer.weights)
+        self.params += params
+        if 4 * self.params > self.limit:
+            raise RecipeError(self.recipe.problem(call.path, (
+                f"the model's weights pass half of this machine's {size_text(memory_bytes())} of memory here: "
+                f"'{layer.name}' ({type(layer).__name__}) has {params:,} parameters ({size_text(4 * params)} as "
+                f"float32), the model {self.params:,} so far; make the layer smaller (units, filters, kernel_size, "
+                f"the input shape){call.context}")))
+
+
+def _build(recipe: Recipe, *, float32_outputs: bool, budget: _Budget | None) -> Built:
     keras.utils.set_random_seed(recipe.seed)
     graph = recipe.graph
     layers = _construct_layers(recipe, graph, float32_outputs)
-    inputs = {name: keras.Input(shape=tuple(spec.shape), dtype=spec.dtype, name=name)
-              for name, spec in graph.inputs.items()}
+    inputs = _inputs(recipe, graph)
     tensors: dict[str, Any] = dict(inputs)
     if graph.sequential:
         model = keras.Sequential(name=recipe.name)
         model.add(next(iter(inputs.values())))
         for call in graph.calls:
             layer = layers[call.key]
+            if budget is not None:
+                budget.before(call, layer, [tensors[key] for key in call.inputs])
             try:
                 model.add(layer)
             except Exception as exc:  # Keras raises ValueError, TypeError or backend errors here
                 raise RecipeError(_shape_problem(recipe, call, layers, tensors, exc)) from None
             tensors[call.key] = layer.output
+            if budget is not None:
+                budget.after(call, layer)
     else:
         for call in graph.calls:
             given = [tensors[key] for key in call.inputs]
+            if budget is not None:
+                budget.before(call, layers[call.key], given)
             try:
                 tensors[call.key] = layers[call.key](given[0] if len(given) == 1 else given)
             except Exception as exc:  # as above: any complaint of a layer about its inputs
                 raise RecipeError(_shape_problem(recipe, call, layers, tensors, exc)) from None
+            if budget is not None:
+                budget.after(call, layers[call.key])
         outputs = [tensors[key] for key in graph.outputs]
         model = keras.Model(
             inputs=list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())),
@@ -77,6 +160,18 @@ def _build(recipe: Recipe, *, float32_outputs: bool) -> Built:
             name=recipe.name,
         )
     return Built(model, graph, layers, tensors)
+
+
+def _inputs(recipe: Recipe, graph: Graph) -> dict[str, Any]:
+    out = {}
+    for name, spec in graph.inputs.items():
+        try:
+            out[name] = keras.Input(shape=tuple(spec.shape), dtype=spec.dtype, name=name)
+        except Exception as exc:  # e.g. more dimensions than the backend takes
+            path = ("model", "input") if recipe.model.input is not None else ("model", "inputs", name)
+            raise RecipeError(recipe.problem(path, f"Keras cannot make an input of shape {list(spec.shape)}: "
+                                                   f"{first_line(exc)}")) from None
+    return out
 
 
 def _construct_layers(recipe: Recipe, graph: Graph, float32_outputs: bool = False) -> dict[str, keras.layers.Layer]:

@@ -23,6 +23,7 @@ from cnnctl.errors import Problem, RecipeError, did_you_mean
 from cnnctl.recipe.calls import Call, Graph, dedupe, snake, split_spec
 from cnnctl.recipe.expr import substitute
 from cnnctl.recipe.fields import SERIALIZED_FORM, SERIALIZED_KEYS
+from cnnctl.recipe.limits import MAX_CALLS, MAX_REPEAT
 from cnnctl.recipe.schema import BlockSpec, Recipe, per_output
 from cnnctl.recipe.yaml_loader import format_path
 
@@ -234,6 +235,9 @@ class _Resolver:
         if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 0):
             self._problem((*path, cls, "repeat"), f"repeat must be a positive integer, got {repeat!r}", context)
             return None
+        if repeat > MAX_REPEAT:
+            self._problem((*path, cls, "repeat"), f"repeat is at most {MAX_REPEAT:,}, got {repeat:,}", context)
+            return None
         if cls in self.blocks:
             return self._blocks(cls, args, inputs, path, scope, name=name, repeat=repeat)
         given = args.get("name")
@@ -247,7 +251,7 @@ class _Resolver:
                 if self._claim(layer_name, (*path, cls), context) is False:
                     return None
             key = layer_name or f"{snake(cls)}#{len(self.calls)}"
-            self.calls.append(Call(key, cls, args, tuple(current), layer_name, None, path, context))
+            self._add(Call(key, cls, args, tuple(current), layer_name, None, path, context))
             current = [key]
         return current[0]
 
@@ -332,9 +336,18 @@ class _Resolver:
             if self._claim(key, path, context) is False:
                 return None
             renamed[call.key] = key
-            self.calls.append(Call(key, None, {}, tuple(renamed.get(i, i) for i in call.inputs), None,
-                                   call.share or call.key, path, context))
+            self._add(Call(key, None, {}, tuple(renamed.get(i, i) for i in call.inputs), None,
+                           call.share or call.key, path, context))
         return renamed[copies[-1].key]
+
+    def _add(self, call: Call) -> None:
+        """One more layer call; blocks of blocks, each repeated, multiply: past ``MAX_CALLS``, stop at once."""
+        if len(self.calls) >= MAX_CALLS:
+            problem = self.recipe.problem(call.path, (
+                f"the model expands to more than {MAX_CALLS:,} layer calls (blocks that use blocks, each repeated, "
+                f"multiply): make repeat smaller, or the blocks shallower{call.context}"))
+            raise RecipeError(problem)
+        self.calls.append(call)
 
     def _auto_name(self, base: str) -> str:
         count = self.instances.get(base, 0)

@@ -16,6 +16,7 @@ import yaml
 
 from cnnctl.errors import Problem, RecipeError, did_you_mean
 from cnnctl.recipe.data_spec import SOURCE_KEYS, SOURCE_SPECIFIC
+from cnnctl.recipe.limits import check_limits
 from cnnctl.recipe.overrides import apply_override
 from cnnctl.recipe.schema import Recipe
 from cnnctl.recipe.yaml_loader import Located, boolean_message, key_name, load_yaml, load_yaml_file
@@ -49,6 +50,7 @@ def recipe_from_doc(doc: Located, overrides: Iterable[str] = ()) -> Recipe:
     except pydantic.ValidationError as exc:
         raise RecipeError(_problems(doc, exc.errors())) from None
     recipe._located = doc
+    check_limits(recipe)  # sizes that would not fit in memory, before anything is allocated
     recipe.graph  # noqa: B018  (the model's structure: blocks, from, share; still no TensorFlow)
     return recipe
 

@@ -252,3 +252,123 @@ def test_a_recipe_cannot_name_code_to_import(write_recipe, text, expected):
     line = error_of(write_recipe, text)
     assert expected in line, line
     assert re.match(r"^error: recipe\.yaml:\d+:\d+: ", line), line
+
+
+# -- 3. resource bombs: refused before anything is allocated, never a hang or an out-of-memory kill -----------
+def laughs(levels: int) -> str:
+    """'Billion laughs' as one flow mapping: each anchor lists ten aliases of the one before (10**(levels+1))."""
+    entries = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    entries += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    return "{" + ", ".join(entries) + "}"
+
+
+NESTED_BLOCKS = ("name: t\nmodel:\n  input: [8, 8, 1]\n  blocks:\n    a: {layers: [ReLU, ReLU]}\n"
+                 + "".join(f"    {b}: {{layers: [{', '.join([a] * 10)}]}}\n"
+                           for a, b in zip("abcde", "bcdef", strict=True))
+                 + "  layers: [f, Flatten]\n")  # 2 * 10**5 layer calls, no repeat at all
+BOMBS = {
+    "billion_laughs": (OK + "train: {epochs: " + laughs(9) + "}\n",
+                       "YAML aliases (*name) repeat more than 100,000 values of their anchors (&name)"),
+    "billion_laughs_in_a_set": (OK, "YAML aliases (*name) repeat more than 100,000 values",
+                                "train.epochs=" + laughs(9)),
+    "dense_units": (chain("Flatten", "Dense: {units: 1000000000000}"),
+                    "recipe.yaml:6:7: model.layers[1]: the model's weights pass half of this machine's"),
+    "dense_units_set": (chain("Flatten", HEAD), "'dense' (Dense) has 65,000,000,000,000 parameters (236.5 TiB as "
+                        "float32)", "model.layers[1].Dense.units=1000000000000"),
+    "conv_filters_and_kernel": (chain("Conv2D: {filters: 100000, kernel_size: 300, padding: same}", "Flatten", HEAD),
+                                "'conv2d' (Conv2D) has 9,000,100,000 parameters"),
+    "embedding": (chain("Flatten", "Embedding: {input_dim: 1000000000000, output_dim: 8}"),
+                  "'embedding' (Embedding) has 8,000,000,000,000 parameters"),
+    "a_bomb_before_a_shape_error": (chain("Flatten", "Dense: {units: 1000000000000}",
+                                          "Conv2D: {filters: 3, kernel_size: 3}"),
+                                    "model.layers[1]: the model's weights pass half"),
+    "input_shape": ("name: t\nmodel:\n  input: [100000, 100000, 3]\n  layers: [Flatten]\n"
+                    "data:\n  augment: [{RandomFlip: {mode: horizontal}}]\n",
+                    "recipe.yaml:3:10: model.input: one example of shape [100000, 100000, 3] has 30,000,000,000 "
+                    "values (111.8 GiB as float32); cnnctl takes at most 268,435,456 (1.0 GiB) per example"),
+    "named_input_shape": ("name: t\nmodel:\n  inputs: {a: [100000, 100000, 3]}\n  graph: {f: Flatten}\n",
+                          "model.inputs.a: one example of shape [100000, 100000, 3]"),
+    "batch_of_inputs": ("name: t\nmodel:\n  input: [4096, 4096, 3]\n  layers: [Flatten]\ndata: {batch_size: 100000}\n",
+                        "data.batch_size: a batch of 100,000 inputs of 50,331,648 values is 18.3 TiB as float32, "
+                        "more than half of this machine's"),
+    "synthetic_shape": ("name: t\ndata: {source: synthetic, shape: [100000, 100000, 3], classes: 2}\n"
+                        "model: {input: [8, 8, 1], layers: [Flatten]}\n", "data.shape: one example of shape"),
+    "synthetic_classes": ("name: t\ndata: {source: synthetic, shape: [1000, 1000, 3], classes: 1000}\n"
+                          "model: {input: [8, 8, 1], layers: [Flatten]}\n",
+                          "data.classes: 1,000 classes of [1000, 1000, 3] examples"),
+    "synthetic_count": ("name: t\ndata: {source: synthetic, shape: [8, 8, 1], classes: 2, count: 1000000000000}\n"
+                        "model: {input: [8, 8, 1], layers: [Flatten]}\n",
+                        "data.count: 1,000,000,000,000 synthetic examples; cnnctl generates at most 10,000,000"),
+    "image_size": ("name: t\ndata: {source: image_dir, path: x, image_size: [100000, 100000]}\n"
+                   "model: {input: [8, 8, 1], layers: [Flatten]}\n", "data.image_size: one example of shape"),
+    "repeat": ("name: t\nmodel:\n  input: [8, 8, 1]\n  blocks:\n    b: {layers: [ReLU]}\n"
+               "  layers: [{b: {repeat: 1000000000}}]\n",
+               "recipe.yaml:6:25: model.layers[0].b.repeat: repeat is at most 1,000, got 1,000,000,000"),
+    "blocks_of_blocks": (NESTED_BLOCKS, "the model expands to more than 10,000 layer calls"),
+    "graph_conv_grid": ("name: t\nmodel:\n  input: [256, 256, 1]\n  layers: [GraphConv: {units: 4}, Flatten]\n",
+                        "GraphConv over the 256x256 pixel grid builds a 65,536 x 65,536 adjacency matrix"),
+    "unrolled_rnn": ("name: t\nmodel:\n  input: [100000, 8]\n  layers: [LSTM: {units: 4, unroll: true}]\n",
+                     "unroll: true copies the cell once per time step, and the input has 100,000 steps"),
+    "power_in_a_block": ("name: t\nmodel:\n  input: [8, 8, 1]\n  blocks:\n    b:\n      params: {n: 8}\n"
+                         "      layers: [{Dense: {units: '${n ** n ** n}'}}]\n  layers: [Flatten, {b: {n: 9}}]\n",
+                         "'${n ** n ** n}': 9 ** 387420489 is too large (more than 256 bits)"),
+    "string_repeated_in_a_block": ("name: t\nmodel:\n  input: [8, 8, 1]\n  blocks:\n    b:\n      params: {n: 8}\n"
+                                   "      layers: [{Dense: {units: 3, name: \"${'x' * 10**9}\"}}]\n"
+                                   "  layers: [Flatten, b]\n", "arithmetic is on numbers, got 'x' and 1000000000"),
+    "long_expression": ("name: t\nmodel:\n  input: [8, 8, 1]\n  blocks:\n    b:\n      params: {n: 8}\n"
+                        "      layers: [{Dense: {units: '${" + "+".join(["n"] * 300) + "}'}}]\n"
+                        "  layers: [Flatten, b]\n",
+                        "characters long; an expression is at most 500"),
+    "rescale_power": ("name: t\ndata: {rescale: '9**9**9'}\nmodel: {input: [8, 8, 1], layers: [Flatten]}\n",
+                      "data.rescale: rescale must be a number or arithmetic such as 1/255"),
+    "nesting": (OK + "train: {epochs: " + "[" * 3000 + "]" * 3000 + "}\n", "values nest more than 100 levels deep"),
+    "huge_integer": (OK + "train: {epochs: " + "9" * 5000 + "}\n", "train.epochs: cannot read '9999"),
+}
+
+
+@pytest.mark.parametrize(("text", "expected", "sets"), [(t, e, tuple(sets)) for t, e, *sets in BOMBS.values()],
+                         ids=BOMBS)
+def test_a_resource_bomb_is_refused_quickly(write_recipe, text, expected, sets):
+    import time
+
+    started = time.perf_counter()
+    line = error_of(write_recipe, text, *sets)
+    assert time.perf_counter() - started < 20  # TensorFlow's import is paid once; a bomb would hang or be killed
+    assert expected in line, line
+
+
+def test_a_refused_model_leaves_nothing_to_allocate(write_recipe):
+    """Its weights, created without values, are dropped: Keras would initialize them on leaving its next
+    StatelessScope (a later build, a symbolic call), allocating what was refused."""
+    from cnnctl.model import build
+    from cnnctl.model.build import _uninitialized
+    from cnnctl.recipe import load_recipe
+
+    error_of(write_recipe, chain("Flatten", "Dense: {units: 1000000000000}"))
+    assert _uninitialized() == []
+    assert build(load_recipe(str(write_recipe(OK)))).model.count_params() == 650
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_graph", "digits_bilstm", "se_resnet", "early_exit"])
+def test_weights_built_deferred_equal_a_plain_build(name):
+    """build() creates the weights inside keras.StatelessScope, counts them, then initializes them: the same
+    values as creating them at once (the seeded initializers draw the same numbers), and the same names."""
+    import keras
+    import numpy as np
+
+    from cnnctl.model import build
+    from cnnctl.model.build import _build
+    from cnnctl.model.precision import is_mixed, policy_scope, resolve_policy
+    from cnnctl.recipe import load_recipe
+    from tests.conftest import ROOT
+
+    recipe = load_recipe(str(ROOT / "recipes" / f"{name}.yaml"))
+    keras.backend.clear_session()  # Keras numbers the names of inner layers per session (forward_lstm_1, ...)
+    deferred = build(recipe).model
+    keras.backend.clear_session()
+    policy = resolve_policy(recipe.train.mixed_precision)
+    with policy_scope(policy):
+        plain = _build(recipe, float32_outputs=is_mixed(policy), budget=None).model
+    assert [w.path for w in deferred.weights] == [w.path for w in plain.weights]
+    for a, b in zip(deferred.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
