@@ -7,7 +7,6 @@ error leaves nothing behind.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,23 +144,15 @@ def _check_loss_fits(model: keras.Model, data: Datasets, recipe: Recipe) -> None
         )) from None
 
 
-@contextmanager
 def undecodable_files(data: Datasets | None, kept: str = ""):
     """An image that fails to decode mid-epoch becomes a list of the files at fault (exit 2), not a traceback.
 
-    Only files past a valid header get this far (``data.on_error`` handles the
-    rest when the folder is listed); finding them takes one decoding pass, paid
-    only on failure.
+    Only files past a valid header and end get this far (the folder's listing
+    finds the rest); finding them takes one decoding pass, paid only on failure.
+    ``kept`` says what of the run is kept (training).
     """
-    import tensorflow as tf
+    from cnnctl.data.files import bad_files_named
 
-    try:
-        yield
-    except tf.errors.InvalidArgumentError:
-        bad = data.verify() if data is not None and data.verify is not None else []
-        if not bad:
-            raise
-        from cnnctl.data.files import describe_bad
-
-        raise UserError(f"{describe_bad(bad)}{kept}\nremove or replace them, run `cnnctl check RECIPE --data` to "
-                        "find all of them before training, or set data.on_error: skip") from None
+    return bad_files_named(data.verify if data is not None else None,
+                           f"{kept.lstrip('; ')}{'; ' if kept else ''}remove or replace them, run `cnnctl check "
+                           "RECIPE --data` to find all of them before training, or set data.on_error: skip")
