@@ -96,7 +96,11 @@ class RunState:
     # --- checkpoints ---------------------------------------------------------------------------
 
     def save(self, epoch: int, step: int) -> Path:
-        """Checkpoint after ``epoch`` epochs and ``step`` batches of the next (metrics too, mid-epoch)."""
+        """Checkpoint after ``epoch`` epochs and ``step`` batches of the next (metrics too, mid-epoch).
+
+        Weights that are NaN or infinite are never saved: the run stops (a NaN input through a ReLU, for one,
+        leaves the loss finite while it ruins the weights)."""
+        self.check_finite(epoch, step)
         self.capture_callbacks()
         model = self.model
         arrays = {**_variables("model", model.variables), **_variables("optimizer", model.optimizer.variables),
@@ -109,6 +113,15 @@ class RunState:
                  "callbacks": self.callback_state}
         return write_checkpoint(self.run.path, epoch=epoch, step=step, global_step=epoch * self.steps_per_epoch + step,
                                 state=state, arrays=arrays, keep=self.keep)
+
+    def check_finite(self, epoch: int, step: int) -> None:
+        """Stop (NonFiniteLoss) if a weight is NaN or infinite after ``epoch`` epochs and ``step`` steps."""
+        broken = [v.path for v in self.model.trainable_variables  # on the device: one boolean each comes back
+                  if not bool(keras.ops.convert_to_numpy(keras.ops.all(keras.ops.isfinite(v))))]
+        if broken:
+            where = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
+            raise NonFiniteLoss(f"the weights became NaN or infinite by {where} ({', '.join(broken[:3])}"
+                                f"{', ...' if len(broken) > 3 else ''}), though the loss stayed finite")
 
     def restore_variables(self) -> None:
         """The model's and optimizer's variables from the starting checkpoint (both built by then)."""
@@ -211,6 +224,7 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         state = self.state
+        state.check_finite(epoch + 1, 0)  # before anything saves them
         logs = {k: float(v) for k, v in (logs or {}).items()}
         state.rows.append({"epoch": epoch + 1, **logs})
         value = logs.get(self.monitor) if self.monitor else None

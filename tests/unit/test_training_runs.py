@@ -241,3 +241,45 @@ def test_swap_ema_weights_best_keras_holds_the_weights_validation_measured(tmp_p
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     measured = model.evaluate(build_datasets(r)["validation"], return_dict=True, verbose=0)["accuracy"]
     assert measured == pytest.approx(best["value"], abs=1e-6)
+
+
+def poisoned(tmp_path, layers: str):
+    """A recipe over digits saved as npz with a NaN in one pixel of one example; all of it trains."""
+    from tests.datafiles import digits
+
+    x, y = digits(400)
+    x = x[..., None].astype("float32") / 255.0
+    x[123, 4, 4, 0] = np.nan
+    np.savez(tmp_path / "poisoned.npz", x=x, y=y)
+    data = (f"data: {{source: npz, path: {tmp_path / 'poisoned.npz'}, batch_size: 16, "
+            "split: {validation: 0, test: 0}}")  # every example trains: the poisoned one too
+    model = f"name: t\n{data}\nmodel:\n  input: [8, 8, 1]\n  layers: {layers}\nlog: {{tensorboard: false}}\n"
+    return recipe("epochs: 3\nmonitor: loss", model=model)
+
+
+def test_a_nan_in_the_data_stops_the_run_at_the_step_that_read_it(tmp_path):
+    """NaN injected into one training example: the loss is NaN from the step whose batch holds it."""
+    from cnnctl.errors import CnnctlError
+
+    r = poisoned(tmp_path, "[Flatten, {Dense: {units: 10, activation: softmax}}]")
+    steps = [i + 1 for i, (x, _) in enumerate(build_datasets(r)["train"]) if np.isnan(x.numpy()).any()]
+    assert len(steps) == 1 and steps[0] > 1  # one batch of the 25 holds it, not the first
+    with pytest.raises(CnnctlError) as excinfo:
+        train(r, str(tmp_path / "runs"), progress=False)
+    assert f"the training loss became nan at epoch 1, step {steps[0]};" in str(excinfo.value)
+
+
+def test_nan_weights_under_a_finite_loss_are_never_saved(tmp_path):
+    """Through a ReLU the NaN input leaves the loss finite (ReLU gives 0 for NaN) but makes the first layer's
+    weights NaN: the run stops at the epoch's end, before its checkpoint, with the weights named."""
+    from cnnctl.errors import CnnctlError
+
+    r = poisoned(tmp_path, "[Flatten, {Dense: {units: 32, activation: relu}}, {Dense: {units: 10, "
+                           "activation: softmax}}]")
+    with pytest.raises(CnnctlError) as excinfo:
+        train(r, str(tmp_path / "runs"), progress=False)
+    message = str(excinfo.value)
+    assert "the weights became NaN or infinite by epoch 1 (" in message and "dense/kernel" in message
+    assert "though the loss stayed finite" in message and "no epoch had finished" in message
+    (run,) = (tmp_path / "runs" / "t").iterdir()
+    assert latest_checkpoint(run) is None and not (run / "best.keras").exists()
