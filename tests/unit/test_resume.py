@@ -232,3 +232,12 @@ def test_each_epochs_order_depends_on_the_recipes_seed_and_the_epoch_alone(cache
     np.testing.assert_array_equal(a, c)
     np.testing.assert_array_equal(labels(0, first=2)[0], a[2 * n:])
     assert not np.array_equal(a[:n], a[n: 2 * n])
+
+
+def test_runs_started_at_the_same_moment_never_share_a_directory(tmp_path):
+    """Each run directory is made with one mkdir, which only one caller can win: 16 at once get 16 folders."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        made = list(pool.map(lambda _: RunDir.create(tmp_path, "same").path, range(16)))
+    assert len(set(made)) == 16 and all(p.is_dir() and not any(p.iterdir()) for p in made)
