@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data import files, preprocess, sources
+from cnnctl.data import files, keras_datasets, preprocess, sources
 from cnnctl.data.sources import AUTOTUNE, DataError, Source, shuffled
 from cnnctl.errors import RecipeError, first_line
 from cnnctl.recipe.schema import Recipe
@@ -34,7 +34,7 @@ SPLITS = ("train", "validation", "test")
 _FILE_CACHE_SHUFFLE = 10_000  # shuffle buffer after a file cache: bounded, since it holds decoded examples
 
 LOADERS = {
-    "digits": sources.load_digits, "keras": sources.load_keras, "npz": sources.load_npz, "csv": sources.load_csv,
+    "digits": sources.load_digits, "keras": keras_datasets.load_keras, "npz": sources.load_npz, "csv": sources.load_csv,
     "synthetic": sources.load_synthetic, "image_dir": files.load_image_dir, "tfrecord": files.load_tfrecord,
     "tfds": files.load_tfds,
 }
