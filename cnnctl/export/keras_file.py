@@ -24,7 +24,7 @@ def load_keras(path: Path, *, unsafe: bool = False) -> Artifact:
     ``model(x)``. ``unsafe``: the export of a model loaded with ``--unsafe`` (a Lambda layer) needs it too."""
     from cnnctl.model.saved import load_keras_model
 
-    model = load_keras_model(path, unsafe=unsafe)
+    model = load_keras_model(path, unsafe=unsafe, warn=False)  # the user was warned when the run's model loaded
     outputs = [f"output_{i}" for i in range(len(model.outputs))]
 
     def predict(x: np.ndarray) -> list[np.ndarray]:

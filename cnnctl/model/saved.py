@@ -61,19 +61,20 @@ class Untrusted:
         return f"{self.what}: {self.why}"
 
 
-def load_keras_model(path: str | Path, *, unsafe: bool = False) -> keras.Model:
+def load_keras_model(path: str | Path, *, unsafe: bool = False, warn: bool = True) -> keras.Model:
     """A ``.keras`` model, uncompiled, loaded in Keras safe mode after cnnctl vetted its config (module docstring).
 
     ``unsafe=True`` loads what the vetting refuses (Lambda layers, unknown classes)
     with ``safe_mode=False``, after a warning on stderr: only for files the user trusts.
     Raises ``UserError`` for a file that is not a complete ``.keras`` archive, and for
-    one that holds objects that could run code (unless ``unsafe``).
+    one that holds objects that could run code (unless ``unsafe``). ``warn=False``: no
+    warning, for a file cnnctl itself has just written from a model the user trusted.
     """
     path = Path(path)
     found = untrusted_objects(read_config(path))
     if found and not unsafe:
         raise UserError(refusal(path, found))
-    if unsafe:
+    if unsafe and warn:
         held = f"it holds {_listed(found)}, which runs now" if found else "nothing in it needed --unsafe"
         print(f"warning: --unsafe: loading {path} with Keras safe mode off, trusting the file: {held}",
               file=sys.stderr)

@@ -104,7 +104,9 @@ def test_unsafe_loads_a_trusted_lambda_model_after_a_warning(lambda_run, tmp_pat
     np.save(example, np.zeros((8, 8, 1), "float32"))
     (prediction,) = invoke("predict", str(run), str(example), "--unsafe", "--json")["predictions"]
     assert len(prediction["outputs"]["tiny"]["top"]) == 3
-    assert "checked against Keras" in invoke("export", "keras", str(run), "--unsafe")
+    exported = cli("export", "keras", str(run), "--unsafe")
+    assert exported.exit_code == 0 and "checked against Keras" in exported.stdout
+    assert exported.stderr.count("warning: --unsafe") == 1  # for the run's model, not again for the check's reload
 
 
 def test_unsafe_is_in_the_help_of_each_command():
