@@ -68,8 +68,14 @@ def _build_deferred(recipe: Recipe, *, float32_outputs: bool) -> Built:
         del pending[before:]
         raise
     created = pending[before:]
-    with keras.StatelessScope():  # on leaving the outermost one, Keras initializes the deferred variables
-        pass
+    try:
+        with keras.StatelessScope():  # on leaving the outermost one, Keras initializes the deferred variables
+            pass
+    except Exception:  # an initializer that fails on its shape (Identity on a conv kernel): Keras stopped midway
+        ours = {id(v) for v in created}
+        left = _uninitialized()
+        left[:] = [v for v in left if id(v) not in ours]  # else the next build would initialize them again
+        return _build(recipe, float32_outputs=float32_outputs, budget=None)  # fails at that layer, located
     for variable in created:  # what a layer assigned while it was built (none of the recipes' layers do)
         value = scope.get_current_value(variable)
         if value is not None:
@@ -154,11 +160,14 @@ def _build(recipe: Recipe, *, float32_outputs: bool, budget: _Budget | None) -> 
             if budget is not None:
                 budget.after(call, layers[call.key])
         outputs = [tensors[key] for key in graph.outputs]
-        model = keras.Model(
-            inputs=list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())),
-            outputs=outputs if len(outputs) > 1 else outputs[0],
-            name=recipe.name,
-        )
+        try:
+            model = keras.Model(
+                inputs=list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())),
+                outputs=outputs if len(outputs) > 1 else outputs[0],
+                name=recipe.name,
+            )
+        except Exception as exc:  # e.g. two layers of one name, which the recipe stage could not foresee
+            raise RecipeError(recipe.problem(("model",), f"Keras cannot make the model: {first_line(exc)}")) from None
     return Built(model, graph, layers, tensors)
 
 

@@ -243,6 +243,10 @@ def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tupl
     if isinstance(value, dict) and set(map(str, value)) & set(SERIALIZED_KEYS):
         raise RecipeError(recipe.problem(path, f"{{{', '.join(map(str, value))}}} {SERIALIZED_FORM}"))
     if module is keras.regularizers and isinstance(value, dict) and value and set(value) <= {"l1", "l2"}:
+        for name, factor in value.items():
+            if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor >= 0:
+                raise RecipeError(recipe.problem((*path, name), f"{name} is a non-negative number such as 1.0e-4, "
+                                                 f"got {factor!r}"))
         return keras.regularizers.L1L2(l1=value.get("l1", 0.0), l2=value.get("l2", 0.0))
     if isinstance(value, dict) and len(value) == 1:
         (name, args), = value.items()

@@ -104,7 +104,7 @@ class _Resolver:
                 base = f"{scope.prefix}_{given or snake(cls)}"
                 seen[base] = seen.get(base, 0) + 1
                 name = base if seen[base] == 1 else f"{base}_{seen[base]}"
-            elif cls in self.blocks or "name" in args:
+            elif cls in self.blocks or args.get("name") is not None:
                 name = None
             else:  # as Keras names them in a fresh session: conv2d, conv2d_1, ...
                 name = self._auto_name(snake(cls))
@@ -238,9 +238,14 @@ class _Resolver:
         if repeat > MAX_REPEAT:
             self._problem((*path, cls, "repeat"), f"repeat is at most {MAX_REPEAT:,}, got {repeat:,}", context)
             return None
+        given = args.get("name")
+        if isinstance(given, bool):
+            return self._boolean((*path, cls, "name"), given, "a string", context)
+        if given is not None and not (isinstance(given, str) and given):
+            self._problem((*path, cls, "name"), f"a layer's name is a string, got {given!r}", context)
+            return None
         if cls in self.blocks:
             return self._blocks(cls, args, inputs, path, scope, name=name, repeat=repeat)
-        given = args.get("name")
         if name is None and given is not None:
             name = given
         current = inputs

@@ -372,3 +372,15 @@ def test_weights_built_deferred_equal_a_plain_build(name):
     assert [w.path for w in deferred.weights] == [w.path for w in plain.weights]
     for a, b in zip(deferred.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_initializer_that_fails_late_is_located_and_leaves_nothing_behind(write_recipe):
+    """Identity fails only when the deferred weights are initialized: the error is located at the layer, and
+    Keras's list of uninitialized variables is left empty, so the next build in the process works."""
+    from cnnctl.model.build import _uninitialized
+
+    line = error_of(write_recipe, chain("Conv2D: {filters: 8, kernel_size: 3, kernel_initializer: Identity}",
+                                        "Flatten", HEAD))
+    assert line.startswith("error: recipe.yaml:5:7: model.layers[0]: ") and "Identity" in line, line
+    assert _uninitialized() == []
+    invoke("check", str(write_recipe(OK)))
