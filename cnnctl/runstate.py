@@ -95,12 +95,13 @@ class RunState:
 
     # --- checkpoints ---------------------------------------------------------------------------
 
-    def save(self, epoch: int, step: int) -> Path:
+    def save(self, epoch: int, step: int, *, checked: bool = False) -> Path:
         """Checkpoint after ``epoch`` epochs and ``step`` batches of the next (metrics too, mid-epoch).
 
         Weights that are NaN or infinite are never saved: the run stops (a NaN input through a ReLU, for one,
         leaves the loss finite while it ruins the weights)."""
-        self.check_finite(epoch, step)
+        if not checked:
+            self.check_finite(epoch, step)
         self.capture_callbacks()
         model = self.model
         arrays = {**_variables("model", model.variables), **_variables("optimizer", model.optimizer.variables),
@@ -233,7 +234,7 @@ class RunRecorder(keras.callbacks.Callback):
             state.best, state.best_epoch = value, epoch + 1
             save_model_atomic(self.model, state.run / "best.keras")  # before the checkpoint that names it best
         state.stopped_early = bool(self.model.stop_training)  # EarlyStopping, which ran before
-        state.save(epoch + 1, 0)
+        state.save(epoch + 1, 0, checked=True)
         write_history(state.run, state.rows)
         if self.stop_after == epoch:
             self.model.stop_training = True
