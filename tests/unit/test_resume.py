@@ -241,3 +241,19 @@ def test_runs_started_at_the_same_moment_never_share_a_directory(tmp_path):
     with ThreadPoolExecutor(16) as pool:
         made = list(pool.map(lambda _: RunDir.create(tmp_path, "same").path, range(16)))
     assert len(set(made)) == 16 and all(p.is_dir() and not any(p.iterdir()) for p in made)
+
+
+def test_a_run_early_stopping_ended_is_finished_without_training_on(tmp_path):
+    """Killed after EarlyStopping's last epoch, before model.keras: the resume trains nothing and ends as the
+    run would have (the best weights restored), not with the epochs EarlyStopping had called off."""
+    text = RECIPE.replace("patience: 8, restore_best_weights: true",
+                          "monitor: val_loss, patience: 1, min_delta: 10.0, restore_best_weights: true")
+    first = train(load_recipe_text(text, "r.yaml"), str(tmp_path / "runs"), progress=False)
+    assert first.metrics["epochs"] == 2 and first.metrics["training"]["stopped_by"] == "EarlyStopping"
+    expected = weights(first.run.path)
+    (first.run / "model.keras").unlink()
+    (first.run / "metrics.json").unlink()
+    again = resume(first.run, load_recipe(str(first.run / "recipe.yaml")), progress=False)
+    assert again.metrics["epochs"] == 2 and again.metrics["training"]["stopped_by"] == "EarlyStopping"
+    for a, b in zip(expected, weights(first.run.path), strict=True):
+        np.testing.assert_array_equal(a, b)
