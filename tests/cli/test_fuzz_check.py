@@ -161,7 +161,7 @@ def yamlish() -> st.SearchStrategy[str]:
         .map("\n".join))
 
 
-def check(text: str, sets: list[str], path: Path) -> None:
+def assert_checks_cleanly(text: str, sets: list[str], path: Path) -> None:
     """`cnnctl check` on ``text``: exit 0, or exit 2 with only ``error:`` lines; never a traceback."""
     path.write_text(text, encoding="utf-8")
     result = CliRunner().invoke(main, ["check", str(path), *(a for s in sets for a in ("--set", s))])
@@ -189,21 +189,21 @@ def fuzz(examples: int) -> settings:
 @fuzz(400)
 @given(text=yamlish())
 def test_fuzz_yamlish_text(tmp_path, text):
-    check(text, [], tmp_path / "recipe.yaml")
+    assert_checks_cleanly(text, [], tmp_path / "recipe.yaml")
 
 
 @pytest.mark.slow
 @fuzz(300)
 @given(recipe=mutated(SMALL_TEXTS))
 def test_fuzz_mutated_recipes(tmp_path, recipe):
-    check(*recipe, tmp_path / "recipe.yaml")
+    assert_checks_cleanly(*recipe, tmp_path / "recipe.yaml")
 
 
 @pytest.mark.slow
 @fuzz(24)
 @given(recipe=mutated(LARGE_TEXTS))
 def test_fuzz_mutated_large_recipes(tmp_path, recipe):
-    check(*recipe, tmp_path / "recipe.yaml")
+    assert_checks_cleanly(*recipe, tmp_path / "recipe.yaml")
 
 
 def chain_of(*layers: str) -> str:
@@ -232,4 +232,4 @@ REGRESSIONS: dict[str, tuple[str, list[str]]] = {
 
 @pytest.mark.parametrize(("text", "sets"), REGRESSIONS.values(), ids=REGRESSIONS)
 def test_fuzzer_findings(tmp_path, text, sets):
-    check(text, sets, tmp_path / "recipe.yaml")
+    assert_checks_cleanly(text, sets, tmp_path / "recipe.yaml")

@@ -135,7 +135,7 @@ def test_a_yaml_boolean_where_a_string_is_expected(write_recipe, text, sets, exp
     chain("Flatten", HEAD).replace("name: t", "name: 'no'"),  # quoted: the word
 ])
 def test_booleans_meant_as_booleans_still_pass(write_recipe, text):
-    invoke("check", str(write_recipe(text)))
+    assert "params:" in invoke("check", str(write_recipe(text)))  # exit 0 (invoke asserts it) and the layer table
 
 
 def test_boolean_keys_are_names(write_recipe):
