@@ -65,7 +65,7 @@ def hand_written(epochs: int, seed: int = 42) -> tuple[float, int]:
 def with_cnnctl(epochs: int, tensorboard: bool) -> tuple[float, int]:
     """cnnctl's training of the same recipe: (fit seconds as metrics.json records them, training examples)."""
     from cnnctl.recipe import load_recipe
-    from cnnctl.train import train
+    from cnnctl.training.trainer import train
 
     overrides = [f"train.epochs={epochs}", "export=[]", f"log.tensorboard={str(tensorboard).lower()}"]
     with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stderr(io.StringIO()):

@@ -39,3 +39,29 @@ def import_tensorflow() -> None:
                     if line.strip() and not _NOISE.search(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+class LazyModule:
+    """A module imported when one of its attributes is first read: ``tf = LazyModule("tensorflow")``.
+
+    For the modules that the recipe stage reads before anything heavy runs (the data
+    sources and export formats, whose declarations it validates a recipe against):
+    importing them costs nothing, and TensorFlow (with its start-up notices filtered
+    out) or Keras comes in when the loader or writer first runs.
+    """
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module = None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            import importlib
+
+            import_tensorflow()  # Keras imports it too
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+tf = LazyModule("tensorflow")
+keras = LazyModule("keras")

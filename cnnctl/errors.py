@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class CnnctlError(Exception):
@@ -37,6 +38,15 @@ class Problem:
         prefix = f"{self.where}: " if self.where else ""
         path = f"{self.path}: " if self.path else ""
         return f"{prefix}{path}{self.message}"
+
+
+class Locator(Protocol):
+    """What says where a key path of a recipe was written: a ``Recipe``, or one of its sections (``recipe.data``),
+    whose paths are relative to it."""
+
+    def problem(self, path: tuple, message: str, *, key: bool = False) -> Problem: ...
+
+    def boolean_problem(self, path: tuple, value: bool, expected: str) -> Problem: ...
 
 
 class RecipeError(UserError):

@@ -35,6 +35,17 @@ def release_built_recipe(name: str) -> None:
     _BUILT.pop(name, None)
 
 
+def datasets_of(recipe, normalization=None):
+    """``recipe``'s data as training builds it: the data stage takes the data section and the seed.
+    ``normalization``: a run's stored record (data.json's ``normalization``, a dict or a ``Normalization``)."""
+    from cnnctl.data.pipeline import build_datasets
+    from cnnctl.data.record import Normalization
+
+    if isinstance(normalization, dict):
+        normalization = Normalization.from_json(normalization)
+    return build_datasets(recipe.data, recipe.seed, normalization)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``cnnctl ARGS`` in a fresh process, as a user would; capture stdout and stderr."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
@@ -47,7 +58,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 def train_text(text: str, runs_dir: Path) -> Path:
     """Train the recipe in ``text`` (in-process, quietly) into ``runs_dir``; the run directory."""
     from cnnctl.recipe import load_recipe_text
-    from cnnctl.train import train
+    from cnnctl.training.trainer import train
 
     return train(load_recipe_text(text, "recipe.yaml"), str(runs_dir), progress=False).run.path
 

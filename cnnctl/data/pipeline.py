@@ -1,10 +1,13 @@
-"""Recipe.data -> train / validation / test ``tf.data.Dataset``s.
+"""A recipe's ``data:`` section and seed -> train / validation / test ``tf.data.Dataset``s.
 
-Stages, in order: split (seeded, stratified, on labels only), decode (parallel,
-inside the source), cache, shuffle (training only), batch, then one map per
-batch that casts to float32, augments (training only; inference mode elsewhere)
-and normalizes, and prefetch. Augmentation and normalization run on batches,
-after the cache, so cached examples stay un-augmented and 8-bit.
+Stages, in order: load (the source named by ``data.source``, from
+``cnnctl.registry.SOURCES``), split (seeded, stratified, on labels only), decode
+(parallel, inside the source), cache, shuffle (training only), batch, then one map
+per batch that casts to float32, augments (training only; inference mode elsewhere)
+and normalizes (``cnnctl.data.preprocess``), and prefetch. Augmentation and
+normalization run on batches, after the cache, so cached examples stay
+un-augmented and 8-bit. Problems are located in the recipe through the section
+(``spec.problem``): the data stage never needs the whole recipe.
 
 Training reads a stream of epochs (``Datasets.train_epochs``) in which
 everything random is a function of the seed, the epoch and the batch's step:
@@ -25,19 +28,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from cnnctl.data import files, keras_datasets, preprocess, sources
-from cnnctl.data.sources import AUTOTUNE, DataError, Source, shuffled
+from cnnctl.data.preprocess import Preprocessing, normalization_kind, standardization
+from cnnctl.data.record import DataRecord, Normalization, StoredForm
+from cnnctl.data.sources.base import DataError, Examples, shuffled
 from cnnctl.errors import RecipeError, first_line
-from cnnctl.recipe.schema import Recipe
+from cnnctl.recipe.data_spec import DataSpec
+from cnnctl.registry import SOURCES
 
 SPLITS = ("train", "validation", "test")
 _FILE_CACHE_SHUFFLE = 10_000  # shuffle buffer after a file cache: bounded, since it holds decoded examples
 
-LOADERS = {
-    "digits": sources.load_digits, "keras": keras_datasets.load_keras, "npz": sources.load_npz, "csv": sources.load_csv,
-    "synthetic": sources.load_synthetic, "image_dir": files.load_image_dir, "tfrecord": files.load_tfrecord,
-    "tfds": files.load_tfds,
-}
+AUTOTUNE = tf.data.AUTOTUNE
 
 
 @dataclass
@@ -48,14 +49,11 @@ class Datasets:
     sizes: dict[str, int]
     class_names: list[str]
     element_shape: tuple  # what the model receives, after augmentation
+    stored: StoredForm  # as decoded, before augmentation: shape, dtype, value range (pixels: 0-255)
+    preprocessing: Preprocessing  # augmentation and normalization (``cnnctl.data.preprocess``)
     class_counts: dict[str, np.ndarray] = field(default_factory=dict)  # split -> examples per class
     source: str = ""  # a description of where the data came from
-    stored_shape: tuple = ()  # as decoded, before augmentation
-    stored_dtype: str = "float32"
-    normalization: dict = field(default_factory=dict)  # see preprocess.normalization_record
-    augment: list[str] = field(default_factory=list)
-    verify: Callable[[], list[str]] | None = field(default=None, repr=False)  # see Source.verify
-    value_range: tuple[float, float] = (0.0, 255.0)  # what a stored value can be (pixels: 0-255)
+    verify: Callable[[], list[str]] | None = field(default=None, repr=False)  # see Examples.verify
     raw: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)  # batches as stored, in order
     epochs: Callable[..., tf.data.Dataset] | None = field(default=None, repr=False)  # see train_epochs
     following: Callable[[tf.Variable], tf.data.Dataset] | None = field(default=None, repr=False)
@@ -68,6 +66,35 @@ class Datasets:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def stored_shape(self) -> tuple:
+        return tuple(self.stored.shape)
+
+    @property
+    def stored_dtype(self) -> str:
+        return self.stored.dtype
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        return self.stored.value_range
+
+    @property
+    def normalization(self) -> dict:
+        """The normalization applied, as data.json stores it: ``{"normalize": "rescale", "rescale": 0.0039...}``."""
+        return self.preprocessing.normalization.to_json()
+
+    @property
+    def augment(self) -> list[str]:
+        return self.preprocessing.augment
+
+    def record(self) -> DataRecord:
+        """What a run stores in data.json: the classes and the preprocessing eval, predict and export reuse."""
+        return DataRecord(class_names=list(self.class_names), stored=self.stored,
+                          normalization=self.preprocessing.normalization, augment=tuple(self.augment),
+                          source=self.source, sizes=dict(self.sizes),
+                          class_counts={split: np.asarray(c).tolist() for split, c in self.class_counts.items()},
+                          element_shape=tuple(self.element_shape))
+
     def train_epochs(self, first: int, last: int, skip_batches: int = 0) -> tf.data.Dataset:
         """The training batches of epochs ``first`` to ``last - 1`` (counted from 0) in one stream, the first
         epoch without its first ``skip_batches`` batches (a resumed epoch)."""
@@ -75,7 +102,7 @@ class Datasets:
 
     def train_epoch_of(self, epoch: tf.Variable) -> tf.data.Dataset:
         """One epoch of training batches, the one numbered by ``epoch`` when an iteration starts: what ``fit``
-        reads, a callback setting the variable at each epoch's beginning (``cnnctl.runstate``)."""
+        reads, a callback setting the variable at each epoch's beginning (``cnnctl.training.state``)."""
         return self.following(epoch)
 
     def sample(self, split: str, count: int, *, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -132,31 +159,30 @@ def split_indices(y: np.ndarray, validation: float, test: float, seed: int,
     return out
 
 
-def load_source(recipe: Recipe) -> Source:
-    """The recipe's data source, with its problems located in the recipe."""
-    spec = recipe.data
+def load_source(spec: DataSpec, seed: int) -> Examples:
+    """The examples of ``data.source``, with its problems located in the recipe."""
     try:
-        return LOADERS[spec.kind](spec, recipe.seed)
+        return SOURCES.get(spec.kind).load(spec, seed)
     except DataError as exc:
-        raise RecipeError(recipe.problem(("data", *exc.key), exc.message)) from None
+        raise RecipeError(spec.problem(exc.key, exc.message)) from None
 
 
-def assign_splits(source: Source, recipe: Recipe) -> dict[str, tuple[str, np.ndarray]]:
+def assign_splits(examples: Examples, spec: DataSpec, seed: int) -> dict[str, tuple[str, np.ndarray]]:
     """{split: (stored part, indices into it)}: stored splits as they are, the rest carved from train/all."""
-    split = recipe.data.split
-    parts = source.parts
+    split = spec.split
+    parts = examples.parts
     base = "all" if "all" in parts else "train"
     test = 0.0 if "test" in parts else split.test
     validation = 0.0 if "validation" in parts else split.validation
     labels = parts[base].labels
     if len(labels) and (validation or test) and len(labels) * (1 - validation - test) < 1:
-        raise RecipeError(recipe.problem(("data", "split"), f"{len(labels)} examples leave none to train on "
-                                                            "after the validation and test shares"))
+        raise RecipeError(spec.problem(("split",), f"{len(labels)} examples leave none to train on after the "
+                                                   "validation and test shares"))
     try:
-        carved = split_indices(labels, validation, test, recipe.seed, source.class_names) if len(labels) else {}
+        carved = split_indices(labels, validation, test, seed, examples.class_names) if len(labels) else {}
     except ValueError as exc:  # scikit-learn's refusal of a split it cannot make
-        raise RecipeError(recipe.problem(("data", "split"), f"cannot split {len(labels)} examples: "
-                                                            f"{first_line(exc)}")) from None
+        raise RecipeError(spec.problem(("split",), f"cannot split {len(labels)} examples: "
+                                                   f"{first_line(exc)}")) from None
     out = {}
     for name in SPLITS:
         if name in parts and name != base:
@@ -166,51 +192,50 @@ def assign_splits(source: Source, recipe: Recipe) -> dict[str, tuple[str, np.nda
     return out
 
 
-def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Datasets:
-    """The recipe's data, split and turned into batched, prefetched tf.data pipelines.
+def build_datasets(spec: DataSpec, seed: int, normalization: Normalization | None = None) -> Datasets:
+    """``spec`` (a recipe's data section) split and turned into batched, prefetched tf.data pipelines.
 
-    ``normalization`` (a run's stored record) replaces adapting ``standardize``
-    on the training split again.
+    ``seed`` is the recipe's: it draws the split, each epoch's shuffle and the
+    augmentation. ``normalization`` (a run's stored record) replaces adapting
+    ``standardize`` on the training split again.
     """
-    spec = recipe.data
-    source = load_source(recipe)
-    assigned = assign_splits(source, recipe)
+    examples = load_source(spec, seed)
+    assigned = assign_splits(examples, spec, seed)
     if len(assigned["train"][1]) == 0:
-        raise RecipeError(recipe.problem(("data",), "the training split is empty"))
-    augment = preprocess.augmentation_layers(recipe, source.value_range, source.element_shape)
-    kind = preprocess.normalization(recipe, source.dtype)
-    standardize = None
-    if kind == "standardize":
-        stored = normalization if normalization and normalization.get("normalize") == "standardize" else None
-        standardize = preprocess.keras_normalization(stored) if stored else None
-        if standardize is None:
-            part, idx = assigned["train"]
-            raw = source.parts[part].make(idx).batch(256).map(lambda x, y: tf.cast(x, tf.float32))
-            standardize = preprocess.standardizer(raw)
+        raise RecipeError(spec.problem((), "the training split is empty"))
+    stored = StoredForm(tuple(examples.element_shape), examples.dtype, tuple(examples.value_range))
+    kind = normalization_kind(spec, examples.dtype)
+    if kind == "rescale":
+        norm = Normalization("rescale", rescale=spec.rescale)
+    elif kind == "standardize" and normalization is not None and normalization.kind == "standardize":
+        norm = normalization
+    elif kind == "standardize":
+        part, idx = assigned["train"]
+        norm = standardization(examples.parts[part].make(idx).batch(256).map(lambda x, y: tf.cast(x, tf.float32)))
+    else:
+        norm = Normalization()
+    preprocessing = Preprocessing.of(spec, seed, stored, norm)
     part, idx = assigned["train"]
-    epochs, following = _training_epochs(source, part, idx, recipe, preprocess.batch_transform(
-        augment, True, kind, spec.rescale, standardize, seed=recipe.seed))
+    epochs, following = _training_epochs(examples, part, idx, spec, seed,
+                                         transform=preprocessing.transform(training=True))
     steps = -(-len(idx) // spec.batch_size)  # the last batch may be smaller
     splits = {"train": epochs(0, 1).apply(tf.data.experimental.assert_cardinality(steps))}  # epoch 1, as fit reads it
     for name in ("validation", "test"):
         part, idx = assigned[name]
-        splits[name] = _pipeline(source, part, idx, recipe, split=name,
-                                 transform=preprocess.batch_transform(augment, False, kind, spec.rescale, standardize))
-    labels = {name: source.parts[part].labels[idx] for name, (part, idx) in assigned.items()}
+        splits[name] = _pipeline(examples, part, idx, spec, split=name,
+                                 transform=preprocessing.transform(training=False))
+    labels = {name: examples.parts[part].labels[idx] for name, (part, idx) in assigned.items()}
     return Datasets(
         splits=splits,
         sizes={name: len(idx) for name, (_, idx) in assigned.items()},
-        class_names=source.class_names,
+        class_names=examples.class_names,
         element_shape=tuple(splits["train"].element_spec[0].shape[1:]),
-        class_counts={n: np.bincount(y, minlength=len(source.class_names)) for n, y in labels.items()},
-        source=source.description,
-        stored_shape=source.element_shape,
-        stored_dtype=source.dtype,
-        normalization=preprocess.normalization_record(kind, spec.rescale, standardize),
-        augment=augment.names,
-        verify=source.verify,
-        value_range=source.value_range,
-        raw={name: source.parts[part].make(idx).batch(spec.batch_size)
+        stored=stored,
+        preprocessing=preprocessing,
+        class_counts={n: np.bincount(y, minlength=len(examples.class_names)) for n, y in labels.items()},
+        source=examples.description,
+        verify=examples.verify,
+        raw={name: examples.parts[part].make(idx).batch(spec.batch_size)
              for name, (part, idx) in assigned.items()},  # what eval, predict and exports take, in order
         epochs=epochs,
         following=following,
@@ -218,29 +243,29 @@ def build_datasets(recipe: Recipe, normalization: dict | None = None) -> Dataset
     )
 
 
-def _pipeline(source: Source, part: str, indices: np.ndarray, recipe: Recipe, *, split: str,
+def _pipeline(examples: Examples, part: str, indices: np.ndarray, spec: DataSpec, *, split: str,
               transform) -> tf.data.Dataset:
     """A held-out split: in its stored order, batched, preprocessed in parallel."""
-    ds = source.parts[part].make(indices)
-    if recipe.data.cache != "none":
-        ds = _cached(ds, source, part, indices, recipe, split=split)
-    return ds.batch(recipe.data.batch_size).map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    ds = examples.parts[part].make(indices)
+    if spec.cache != "none":
+        ds = _cached(ds, examples, part, indices, spec, split=split)
+    return ds.batch(spec.batch_size).map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def _cached(ds: tf.data.Dataset, source: Source, part: str, indices: np.ndarray, recipe: Recipe, *,
+def _cached(ds: tf.data.Dataset, examples: Examples, part: str, indices: np.ndarray, spec: DataSpec, *,
             split: str) -> tf.data.Dataset:
-    cache = recipe.data.cache
-    if cache == "memory":
+    if spec.cache == "memory":
         return ds.cache()
-    _make_cache_folder(recipe)
-    return ds.cache(f"{cache}-{split}-{_fingerprint(recipe, source, part, indices)}")
+    _make_cache_folder(spec)
+    return ds.cache(f"{spec.cache}-{split}-{_fingerprint(spec, examples, part, indices)}")
 
 
 _SEED_STRIDE = 1_000_003  # epoch e of seed s shuffles from s * stride + e: distinct for every epoch of every seed
 _GRAPH_SEED = 1
 
 
-def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe: Recipe, transform):
+def _training_epochs(examples: Examples, part_name: str, indices: np.ndarray, spec: DataSpec, seed: int, *,
+                     transform):
     """``stream(first, last, skip_batches)`` and ``following(variable)``: see ``Datasets.train_epochs``.
 
     Each epoch is one shuffle of the training examples from the epoch's own seed
@@ -248,11 +273,10 @@ def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe
     batches numbered by step; ``transform(epoch, step, x, y)`` augments a batch
     from that pair. A resumed epoch skips its first examples before they are decoded.
     """
-    spec = recipe.data
-    part, batch = source.parts[part_name], spec.batch_size
+    part, batch = examples.parts[part_name], spec.batch_size
     base = None
     if spec.cache != "none":  # the cache holds decoded examples in stored order; each epoch shuffles them
-        base = _cached(part.make(indices), source, part_name, indices, recipe, split="train")
+        base = _cached(part.make(indices), examples, part_name, indices, spec, split="train")
         buffer = len(indices) if spec.cache == "memory" else min(len(indices), _FILE_CACHE_SHUFFLE)
 
     def epoch(e, skip_batches=0):
@@ -261,9 +285,9 @@ def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe
         # order a function of the epoch's seed alone, whatever global seed the process set before (and keeps
         # TensorFlow from comparing the seed tensor with 0 when that global seed is 0).
         tf.random.set_seed(_GRAPH_SEED)
-        seed = tf.constant(recipe.seed, tf.int64) * _SEED_STRIDE + e if spec.shuffle else None
+        epoch_seed = tf.constant(seed, tf.int64) * _SEED_STRIDE + e if spec.shuffle else None
         skip = tf.cast(skip_batches, tf.int64) * batch
-        ds = part.make(indices, seed, skip) if base is None else shuffled(base, buffer, seed, skip)
+        ds = part.make(indices, epoch_seed, skip) if base is None else shuffled(base, buffer, epoch_seed, skip)
         steps = tf.data.Dataset.range(tf.cast(skip_batches, tf.int64), tf.constant(2**62, tf.int64))
         return tf.data.Dataset.zip((tf.data.Dataset.from_tensors(e).repeat(), steps, ds.batch(batch)))
 
@@ -287,20 +311,20 @@ def _training_epochs(source: Source, part_name: str, indices: np.ndarray, recipe
     return stream, following
 
 
-def _make_cache_folder(recipe: Recipe) -> None:
-    folder = os.path.dirname(recipe.data.cache)
+def _make_cache_folder(spec: DataSpec) -> None:
+    folder = os.path.dirname(spec.cache)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        raise RecipeError(recipe.problem(("data", "cache"), f"cannot create the cache folder {folder}: "
-                                         f"{exc.strerror}; give a writable path prefix, or cache: memory")) from None
+        raise RecipeError(spec.problem(("cache",), f"cannot create the cache folder {folder}: {exc.strerror}; "
+                                                   "give a writable path prefix, or cache: memory")) from None
 
 
-def _fingerprint(recipe: Recipe, source: Source, part_name: str, indices: np.ndarray) -> str:
+def _fingerprint(spec: DataSpec, examples: Examples, part_name: str, indices: np.ndarray) -> str:
     """Names a file cache after what it holds (data settings, files found, the split), so a stale one is never read."""
-    decoded = recipe.data.model_dump(exclude={"batch_size", "shuffle", "cache", "augment", "normalize", "rescale"})
-    digest = hashlib.sha256(json.dumps({"data": decoded, "source": source.description}, sort_keys=True).encode())
-    part = source.parts[part_name]
+    decoded = spec.model_dump(exclude={"batch_size", "shuffle", "cache", "augment", "normalize", "rescale"})
+    digest = hashlib.sha256(json.dumps({"data": decoded, "source": examples.description}, sort_keys=True).encode())
+    part = examples.parts[part_name]
     digest.update(np.asarray(indices, "int64").tobytes())
     digest.update(part.labels[indices].astype("int32").tobytes())  # a file moved to another class folder
     if part.keys is not None:  # the files themselves: names, sizes and modification times

@@ -1,7 +1,20 @@
-"""Batch preprocessing: augmentation by Keras layer names, then normalization.
+"""Preprocessing, defined once: ``data.augment`` (Keras image layers by name), then normalization.
 
-Both run on whole batches inside tf.data (after ``batch``), so they are
-vectorized and never call Python per example.
+``Preprocessing`` is what a batch of stored examples goes through before the model,
+given two ways from the same layers:
+
+- ``transform(training=...)``: a function ``(x, y, key) -> (x', y)`` for tf.data,
+  which the pipeline maps over whole batches (vectorized; no Python per example);
+- ``layers()``: the inference-mode steps as Keras layers, which the serving model puts
+  in front of a trained model (so predict, eval and every export preprocess exactly as
+  the validation and test splits were).
+
+Training batches are augmented; every other split (and serving) runs the layers in
+inference mode, where a ``RandomCrop`` crops the centre and the other random layers
+do nothing. Normalization is one ``Rescaling`` layer: ``x * rescale``, or per channel
+``x * (1 / std) - mean / std`` with the training split's statistics (a ``Rescaling`` of
+arrays becomes constants in every export format, where Keras's ``Normalization``
+would give the ONNX converter extra graph inputs).
 """
 
 from __future__ import annotations
@@ -15,9 +28,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnctl.data.record import Normalization, StoredForm
 from cnnctl.errors import RecipeError, did_you_mean, first_line
-from cnnctl.recipe.graph import split_spec
-from cnnctl.recipe.schema import Recipe
+from cnnctl.model.arguments import instantiate
+from cnnctl.recipe.calls import split_spec
+from cnnctl.recipe.data_spec import DataSpec
 
 # Image layers that need the labels too, which a recipe's augment list cannot give them.
 REFUSED_AUGMENTATIONS = {
@@ -25,6 +40,8 @@ REFUSED_AUGMENTATIONS = {
     "MixUp": "it mixes labels as well as images, which cnnctl's augment stage does not do yet",
 }
 _NOT_AUGMENTATIONS = {*REFUSED_AUGMENTATIONS, "MaxNumBoundingBoxes"}  # the last needs bounding boxes
+_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+_DRAWS = 1 << 12  # seeds a layer may draw for one batch before it would reach the next batch's
 
 
 @functools.cache
@@ -36,9 +53,6 @@ def augmentation_classes() -> dict[str, type]:
 
     return {name: obj for name in dir(keras.layers) if isinstance(obj := getattr(keras.layers, name), type)
             and issubclass(obj, BaseImagePreprocessingLayer) and name not in _NOT_AUGMENTATIONS}
-
-
-_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
 @dataclass
@@ -53,7 +67,7 @@ class Augmentation:
         return [type(layer).__name__ for layer in self.training]
 
 
-def augmentation_layers(recipe: Recipe, value_range: tuple[float, float], shape: tuple) -> Augmentation:
+def augmentation_layers(spec: DataSpec, seed: int, value_range: tuple[float, float], shape: tuple) -> Augmentation:
     """The layers of ``data.augment``, each seeded from the recipe's seed unless it gives one.
 
     Layers that take ``value_range`` (colour changes) get the source's pixel range
@@ -64,32 +78,30 @@ def augmentation_layers(recipe: Recipe, value_range: tuple[float, float], shape:
     batch of ``shape`` now, so a bad argument is reported here, located, rather
     than from inside tf.data.
     """
-    from cnnctl.model.objects import instantiate
-
     classes = augmentation_classes()
     training, inference = [], []
     batch = tf.zeros((2, *shape), tf.float32)
-    for i, spec in enumerate(recipe.data.augment):
-        name, args = split_spec(spec)
-        path = ("data", "augment", i)
+    for i, layer_spec in enumerate(spec.augment):
+        name, args = split_spec(layer_spec)
+        path = ("augment", i)
         if name in REFUSED_AUGMENTATIONS:
-            raise RecipeError(recipe.problem(path, f"{name} cannot be used in data.augment: "
-                                                   f"{REFUSED_AUGMENTATIONS[name]}"))
+            raise RecipeError(spec.problem(path, f"{name} cannot be used in data.augment: "
+                                                 f"{REFUSED_AUGMENTATIONS[name]}"))
         cls = classes.get(name)
         if cls is None:
             hint = did_you_mean(name, classes)
             known = "" if hint else f"; choose one of {', '.join(sorted(classes))}"
-            raise RecipeError(recipe.problem(path, f"'{name}' is not a Keras image preprocessing layer{hint}{known}"))
+            raise RecipeError(spec.problem(path, f"'{name}' is not a Keras image preprocessing layer{hint}{known}"))
         args = dict(args or {})
         if name == "RandomFlip" and args.get("mode", "horizontal_and_vertical") not in _FLIP_MODES:
-            raise RecipeError(recipe.problem((*path, name, "mode"), f"RandomFlip's mode is one of "
-                                             f"{', '.join(_FLIP_MODES)}, got {args['mode']!r}"))
+            raise RecipeError(spec.problem((*path, name, "mode"), f"RandomFlip's mode is one of "
+                                           f"{', '.join(_FLIP_MODES)}, got {args['mode']!r}"))
         accepted = inspect.signature(cls.__init__).parameters
         if "seed" in accepted:
-            args.setdefault("seed", recipe.seed + i)
+            args.setdefault("seed", seed + i)
         if "value_range" in accepted:
             args.setdefault("value_range", list(value_range))
-        layer = instantiate(cls, args, recipe, (*path, name))
+        layer = instantiate(cls, args, spec, (*path, name))
         infer = keras.layers.CenterCrop(layer.height, layer.width) if name == "RandomCrop" else layer
         if name == "RandomCrop" and (layer.height > batch.shape[1] or layer.width > batch.shape[2]):
             print(f"warning: data.augment[{i}]: RandomCrop {layer.height}x{layer.width} is larger than the "
@@ -100,61 +112,94 @@ def augmentation_layers(recipe: Recipe, value_range: tuple[float, float], shape:
             if 0 in out.shape:
                 raise ValueError(f"it gives empty images of shape {list(out.shape[1:])}")
         except Exception as exc:  # the layer's own complaint about its arguments or the input
-            raise RecipeError(recipe.problem((*path, name), f"{name} fails on a batch of shape {list(batch.shape)}: "
-                                                            f"{first_line(exc)}")) from None
+            raise RecipeError(spec.problem((*path, name), f"{name} fails on a batch of shape {list(batch.shape)}: "
+                                                          f"{first_line(exc)}")) from None
         batch = tf.zeros_like(out)
         training.append(layer)
         inference.append(infer)
     return Augmentation(training, inference)
 
 
-def normalization(recipe: Recipe, source_dtype: str) -> str:
+def normalization_kind(spec: DataSpec, stored_dtype: str) -> str:
     """The normalization ``data.normalize`` asks for; ``auto`` is rescale for 8-bit images, else none."""
-    kind = recipe.data.normalize
-    if kind == "auto":
-        return "rescale" if source_dtype == "uint8" else "none"
-    return kind
+    if spec.normalize == "auto":
+        return "rescale" if stored_dtype == "uint8" else "none"
+    return spec.normalize
 
 
-def standardizer(train: tf.data.Dataset) -> keras.layers.Normalization:
-    """A per-channel ``keras.layers.Normalization`` adapted on the (un-augmented) training batches."""
+def standardization(train: tf.data.Dataset) -> Normalization:
+    """Per-channel mean and variance of the (un-augmented) training batches, by Keras's ``Normalization.adapt``."""
     layer = keras.layers.Normalization(axis=-1)
     layer.adapt(train)
-    return layer
+    mean, variance = (np.asarray(v).reshape(-1).tolist() for v in (layer.mean, layer.variance))
+    return Normalization("standardize", mean=tuple(mean), variance=tuple(variance))
 
 
-def keras_normalization(record: dict) -> keras.layers.Normalization:
-    """The standardization a run stored (``normalization_record``), as a built Keras layer."""
-    layer = keras.layers.Normalization(axis=-1, mean=record["mean"], variance=record["variance"])
-    layer.build((None, len(record["mean"])))  # built now, not inside the first tf.data map that calls it
-    return layer
+def normalization_layer(norm: Normalization) -> keras.layers.Rescaling | None:
+    """The normalization as one ``Rescaling`` (see the module's docstring); None for ``none``."""
+    if norm.kind == "rescale":
+        return keras.layers.Rescaling(norm.rescale)
+    if norm.kind == "standardize":
+        mean = np.asarray(norm.mean, "float64")
+        std = np.maximum(np.sqrt(np.asarray(norm.variance, "float64")), keras.backend.epsilon())
+        return keras.layers.Rescaling(scale=(1.0 / std).astype("float32"), offset=(-mean / std).astype("float32"),
+                                      name="standardize")
+    return None
 
 
-def batch_transform(augment: Augmentation, training: bool, kind: str, rescale: float,
-                    standardize: keras.layers.Normalization | None, *, seed: int = 0):
-    """``(x, y, key=None) -> (x', y)`` for a batch: float32, augmented (training) or in inference mode, normalized.
+class Preprocessing:
+    """What a batch of stored examples goes through before the model: augmentation, then normalization.
 
-    ``key`` (epoch, step) makes the batch's augmentation a function of the
-    recipe's seed and that pair alone (``reseed``), whatever was augmented before.
+    ``Preprocessing.of(spec, seed, stored, normalization)`` builds (and checks) the
+    layers; each instance has its own random layers, seeded from the recipe.
     """
-    layers = augment.training if training else augment.inference
 
-    def transform(x, y, key=None):
-        x = tf.cast(x, tf.float32)
-        if key is not None and training:
-            reseed(layers, seed, *key)
-        for layer in layers:
-            x = layer(x, training=training)
-        if kind == "rescale":
-            x = x * rescale
-        elif kind == "standardize":
-            x = standardize(x)
-        return x, y
+    def __init__(self, augmentation: Augmentation, normalization: Normalization, stored: StoredForm, seed: int):
+        self.augmentation, self.normalization, self.stored, self.seed = augmentation, normalization, stored, seed
+        self._normalize = normalization_layer(normalization)
 
-    return transform
+    @classmethod
+    def of(cls, spec: DataSpec, seed: int, stored: StoredForm, normalization: Normalization) -> Preprocessing:
+        augmentation = augmentation_layers(spec, seed, stored.value_range, tuple(stored.shape))
+        return cls(augmentation, normalization, stored, seed)
 
+    @property
+    def augment(self) -> list[str]:
+        """The augmentation layers' class names."""
+        return self.augmentation.names
 
-_DRAWS = 1 << 12  # seeds a layer may draw for one batch before it would reach the next batch's
+    def transform(self, *, training: bool):
+        """``(x, y, key=None) -> (x', y)`` for a batch: float32, augmented (``training``) or in inference mode,
+        normalized. ``key`` (epoch, step) makes a training batch's augmentation a function of the recipe's seed
+        and that pair alone (``reseed``), whatever was augmented before."""
+        layers = self.augmentation.training if training else self.augmentation.inference
+        normalize, seed = self._normalize, self.seed
+
+        def transform(x, y, key=None):
+            x = tf.cast(x, tf.float32)
+            if key is not None and training:
+                reseed(layers, seed, *key)
+            for layer in layers:
+                x = layer(x, training=training)
+            if normalize is not None:
+                x = normalize(x)
+            return x, y
+
+        return transform
+
+    def layers(self) -> list[keras.layers.Layer]:
+        """The inference-mode steps as Keras layers, in order, leaving out the augmentation layers that change
+        nothing there (Keras's random layers pass inputs through; a RandomCrop's centre crop stays), as found by
+        running each on a random batch of the stored shape and range."""
+        low, high = self.stored.value_range
+        probe = tf.random.stateless_uniform((2, *self.stored.shape), seed=(1, 2), minval=low, maxval=high)
+        layers = []
+        for layer in self.augmentation.inference:
+            out = layer(probe, training=False)
+            if tuple(out.shape) != tuple(probe.shape) or not np.array_equal(out, probe):
+                layers.append(layer)
+            probe = out
+        return layers + ([self._normalize] if self._normalize is not None else [])
 
 
 def reseed(layers: list[keras.layers.Layer], seed: int, epoch, step) -> None:
@@ -172,11 +217,10 @@ def reseed(layers: list[keras.layers.Layer], seed: int, epoch, step) -> None:
             state.assign(tf.cast(tf.stack([tf.constant(seed + 7919 * (i + 1), tf.int64), counter]), state.dtype))
 
 
-def normalization_record(kind: str, rescale: float, standardize: keras.layers.Normalization | None) -> dict:
-    """What a later ``eval``/``predict``/export must apply to raw pixels, as JSON."""
-    if kind == "rescale":
-        return {"normalize": "rescale", "rescale": rescale}
-    if kind == "standardize":
-        mean, variance = (np.asarray(v).reshape(-1).tolist() for v in (standardize.mean, standardize.variance))
-        return {"normalize": "standardize", "mean": mean, "variance": variance}
-    return {"normalize": "none"}
+def pixels_to_stored(pixels, stored: StoredForm):
+    """8-bit pixel values (0-255, as image files decode) put on the scale the run's data was stored in (digits:
+    0-1); unchanged when that is 0-255. Takes a NumPy array or a tensor."""
+    low, high = stored.value_range
+    if (low, high) == (0.0, 255.0):
+        return pixels
+    return low + pixels * ((high - low) / 255.0)

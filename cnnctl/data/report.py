@@ -43,21 +43,6 @@ def data_report(data: Datasets, class_weighted: bool = False) -> dict:
     }
 
 
-def data_record(data: Datasets) -> dict:
-    """What a run stores in data.json: the classes and the preprocessing that eval, predict and export reuse."""
-    return {
-        "source": data.source,
-        "class_names": data.class_names,
-        "sizes": dict(data.sizes),
-        "class_counts": {split: data.class_counts[split].tolist() for split in SPLITS},
-        "stored": {"shape": list(data.stored_shape), "dtype": data.stored_dtype,
-                   "value_range": [float(v) for v in data.value_range]},
-        "element_shape": list(data.element_shape),
-        "normalization": data.normalization,
-        "augment": data.augment,
-    }
-
-
 def format_data_report(report: dict, max_classes: int = 20) -> list[str]:
     """The report as the lines ``cnnctl check --data`` prints."""
     from cnnctl.tables import format_table

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnctl.pictures import font as pillow_font
+
 FORMATS = (".svg", ".png")
 FONT, TITLE_FONT, LINE_H = 12, 15, 15  # layout units (SVG px)
 CHAR_W = 7.2  # a generous estimate of one character's advance at FONT, in a sans-serif font
@@ -273,20 +275,14 @@ def _png(scene: Scene) -> bytes:
 
 def _draw_text(draw: Any, text: str, at: Point, size: float, room: float, *, centred: bool = False) -> None:
     """Text with its middle at y (and at x if centred, else starting at x), shrunk to fit into room."""
-    font = _font(round(size))
+    font = pillow_font(max(1, round(size)))
     if draw.textlength(text, font=font) > room:
-        font = _font(round(size * room / draw.textlength(text, font=font)))
+        font = pillow_font(max(1, round(size * room / draw.textlength(text, font=font))))
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     draw.text((at[0] - (left + right) / 2 if centred else at[0], at[1] - (top + bottom) / 2), text, INK, font)
 
 
 @functools.lru_cache(maxsize=16)
-def _font(size: int) -> Any:
-    from PIL import ImageFont
-
-    return ImageFont.load_default(size=max(1, size))
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename it over path."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

@@ -1,6 +1,7 @@
 """Keras objects named in a recipe: layers, optimizers, losses, metrics, regularizers.
 
-Learning-rate schedules are in ``cnnctl.model.schedules``, callbacks in ``cnnctl.callbacks``.
+Learning-rate schedules are in ``cnnctl.model.schedules``, callbacks in ``cnnctl.training.callbacks``; every
+argument list goes through ``cnnctl.model.arguments.instantiate``.
 
 A recipe names Keras classes exactly as Keras spells them and passes their
 keyword arguments unchanged. This module resolves those names over a vetted
@@ -12,15 +13,19 @@ against the constructor's signature, and turns every mistake into a located
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any
 
 import keras
 
-from cnnctl.errors import RecipeError, did_you_mean, first_line
-from cnnctl.recipe.fields import SERIALIZED_FORM, SERIALIZED_KEYS
-from cnnctl.recipe.graph import split_spec
-from cnnctl.recipe.schema import Recipe, per_output
+from cnnctl.errors import RecipeError, did_you_mean
+from cnnctl.model.arguments import accepted_arguments, instantiate, refuse_module_path
+from cnnctl.model.schedules import build_schedule, is_schedule_spec
+from cnnctl.recipe.calls import split_spec
+from cnnctl.recipe.schema import Recipe
+from cnnctl.recipe.train_spec import per_output
+
+# Arguments whose value is itself a layer spec (wrappers).
+_NESTED_LAYER_ARGS = {"layer", "backward_layer"}
 
 # Public keras.layers classes a recipe may not name, and why.
 REFUSED_LAYERS = {
@@ -35,25 +40,6 @@ REFUSED_LAYERS = {
     "RNN": "it needs a cell object; use SimpleRNN, LSTM or GRU",
     "StackedRNNCells": "it needs cell objects; stack SimpleRNN, LSTM or GRU layers instead",
     "Pipeline": "it needs layer objects; list the layers in model.layers instead",
-}
-
-# Arguments whose value is itself a layer spec (wrappers).
-_NESTED_LAYER_ARGS = {"layer", "backward_layer"}
-
-# A YAML boolean is refused where the argument's default is a string (padding: no) or a number (rate: off,
-# which Keras would take as 0), and for these arguments without such a default; except where Keras takes a
-# boolean too.
-_NAME_ARGUMENTS = {"activation": "a Keras activation such as relu", "recurrent_activation": "a Keras activation such "
-                   "as sigmoid", "data_format": "'channels_last' or 'channels_first'", "name": "a string"}
-_NUMBER_ARGUMENTS = {"units", "filters", "kernel_size", "rate", "input_dim", "output_dim", "num_heads", "key_dim",
-                     "height", "width", "factor", "n", "groups", "axis", "max_value", "target_shape"}
-_BOOLEAN_TOO = {"use_cudnn", "save_freq", "verbose"}  # "auto" or a bool; "epoch", an int or False; 0, 1 or a bool
-_CHOICES = {"padding": "'valid' or 'same'", "data_format": "'channels_last' or 'channels_first'"}
-
-_FAMILIES = {
-    "_regularizer": keras.regularizers,
-    "_initializer": keras.initializers,
-    "_constraint": keras.constraints,
 }
 
 
@@ -81,7 +67,7 @@ def make_layer(name: str, args: dict, recipe: Recipe, path: tuple) -> keras.laye
     classes = layer_classes()
     if name in REFUSED_LAYERS:
         raise RecipeError(recipe.problem(path, f"layer {name} is not allowed in a recipe: {REFUSED_LAYERS[name]}"))
-    _refuse_module_path(name, "layer", recipe, path)
+    refuse_module_path(name, "layer", recipe, path)
     cls = classes.get(name)
     if cls is None:
         blocks = list(recipe.model.blocks)
@@ -105,176 +91,12 @@ def _is_layer_spec(value: Any) -> bool:
         isinstance(next(iter(value.values())), dict | None)
 
 
-def _module_path(name: Any, kind: str) -> str | None:
-    """Why ``os.system``, ``keras.layers.Lambda`` or ``module:function`` is refused; None for a plain name."""
-    if not (isinstance(name, str) and ("." in name or ":" in name)):
-        return None
-    last = name.replace(":", ".").rsplit(".", 1)[-1]
-    example = f" ('{last}')" if name.startswith(("keras.", "tf.keras.", "tensorflow.keras.")) else ""
-    article = "an" if kind[:1] in "aeiou" else "a"
-    return (f"'{name}' is a module path; {article} {kind} is named by its Keras name alone{example}, and a recipe "
-            "cannot name a module or function to import")
-
-
-def _refuse_module_path(name: Any, kind: str, recipe: Recipe, path: tuple) -> None:
-    message = _module_path(name, kind)
-    if message is not None:
-        raise RecipeError(recipe.problem(path, message))
-
-
-def instantiate(cls: type, args: dict, recipe: Recipe, path: tuple) -> Any:
-    """``cls(**args)`` after checking the argument names and resolving nested objects."""
-    allowed = accepted_arguments(cls)
-    problems = []
-    for key in args:
-        if key not in allowed:
-            hint = did_you_mean(key, allowed)
-            if key in SERIALIZED_KEYS or key == "custom_objects":
-                hint = ": a recipe gives a class's arguments only, and never names a module or code to import"
-            problems.append(recipe.problem((*path, key), f"{cls.__name__} has no argument '{key}'{hint}", key=True))
-    if problems:
-        raise RecipeError(problems)
-    for key, value in args.items():
-        problem = _argument_problem(cls, key, value, recipe, (*path, key))
-        if problem is not None:
-            problems.append(problem)
-    if problems:
-        raise RecipeError(problems)
-    kwargs = {}
-    for key, value in args.items():
-        family = next((m for suffix, m in _FAMILIES.items() if key.endswith(suffix)), None)
-        kwargs[key] = value if family is None else _family_object(family, key, value, recipe, (*path, key))
-    try:
-        return cls(**kwargs)
-    except Exception as exc:  # a constructor's complaint about its arguments, whatever its type
-        message = first_line(exc)
-        if any(isinstance(v, bool) and (k in message or "bool" in message) for k, v in args.items()):
-            message += " (YAML reads unquoted yes/no/on/off as true/false: quote the value if you meant a word)"
-        named = [k for k in args if f"{k}=" in message or f"`{k}`" in message or f"'{k}'" in message]
-        if len(named) == 1 and isinstance(args[named[0]], str):
-            message += f" (the value is the string {args[named[0]]!r})"
-        raise RecipeError(recipe.problem((*path, named[0]) if len(named) == 1 else path, message)) from None
-
-
-def _argument_problem(cls: type, key: str, value: Any, recipe: Recipe, path: tuple) -> Any:
-    """A boolean where Keras wants a string or a number; Keras's serialized form; an activation's module path."""
-    default = _defaults(cls).get(key, inspect.Parameter.empty)
-    family = any(key.endswith(suffix) for suffix in _FAMILIES)  # _family_object says what it takes
-    if isinstance(value, bool) and key not in _BOOLEAN_TOO and not family:
-        if key in _CHOICES and isinstance(default, str | type(None)):
-            choices = "'valid', 'same' or 'causal'" if key == "padding" and "causal" in (cls.__doc__ or "") \
-                else _CHOICES[key]
-            return recipe.boolean_problem(path, value, f"a string ({choices})")
-        if isinstance(default, str):
-            return recipe.boolean_problem(path, value, f"a string (default '{default}')")
-        if key in _NAME_ARGUMENTS and default in (None, inspect.Parameter.empty):
-            return recipe.boolean_problem(path, value, _NAME_ARGUMENTS[key])
-        if (isinstance(default, int | float) and not isinstance(default, bool)) or \
-                (key in _NUMBER_ARGUMENTS and not isinstance(default, bool)):
-            shown = "" if default is inspect.Parameter.empty or default is None else f" (default {default})"
-            return recipe.problem(path, f"got the boolean {str(value).lower()}, but {key} is a number{shown}; YAML "
-                                        "reads an unquoted yes/no/on/off as a boolean and Keras would take it as "
-                                        f"{int(value)}: write the number")
-    found = _serialized(value, path)
-    if found is not None:
-        where, keys = found
-        return recipe.problem(where, f"{{{', '.join(map(str, keys))}}} {SERIALIZED_FORM}")
-    if key.endswith("activation") and _module_path(value, "activation"):
-        return recipe.problem(path, _module_path(value, "activation"))
-    return None
-
-
-def _serialized(value: Any, path: tuple) -> tuple[tuple, list] | None:
-    """Where ``value`` holds a mapping with Keras's serialization keys (class_name, module, ...), if it does."""
-    if isinstance(value, dict):
-        if set(map(str, value)) & set(SERIALIZED_KEYS):
-            return path, list(value)
-        items = value.items()
-    elif isinstance(value, list | tuple):
-        items = enumerate(value)
-    else:
-        return None
-    for k, v in items:
-        found = _serialized(v, (*path, k))
-        if found is not None:
-            return found
-    return None
-
-
-@functools.cache
-def _defaults(cls: type) -> dict[str, Any]:
-    """The default of each keyword argument ``cls`` takes (``inspect.Parameter.empty`` for a required one)."""
-    out: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        for p in params:
-            out.setdefault(p.name, p.default)
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return out
-
-
-def accepted_arguments(cls: type) -> list[str]:
-    """Keyword arguments ``cls`` takes, including the base Layer's (name, dtype, ...)."""
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names += [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return list(dict.fromkeys(names))
-
-
-def _family_object(module: Any, key: str, value: Any, recipe: Recipe, path: tuple) -> Any:
-    """A regularizer, initializer or constraint: a name, a shorthand, or ``{Class: {args}}``."""
-    family = key.rsplit("_", maxsplit=1)[-1]
-    if isinstance(value, str):
-        _refuse_module_path(value, family, recipe, path)
-    if value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, bool):
-        none = " (or null for none)" if family != "initializer" else ""
-        raise RecipeError(recipe.boolean_problem(path, value, f"a Keras {family} name or {{Class: {{arguments}}}}"
-                                                 f"{none}"))
-    if isinstance(value, dict) and set(map(str, value)) & set(SERIALIZED_KEYS):
-        raise RecipeError(recipe.problem(path, f"{{{', '.join(map(str, value))}}} {SERIALIZED_FORM}"))
-    if module is keras.regularizers and isinstance(value, dict) and value and set(value) <= {"l1", "l2"}:
-        for name, factor in value.items():
-            if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor >= 0:
-                raise RecipeError(recipe.problem((*path, name), f"{name} is a non-negative number such as 1.0e-4, "
-                                                 f"got {factor!r}"))
-        return keras.regularizers.L1L2(l1=value.get("l1", 0.0), l2=value.get("l2", 0.0))
-    if isinstance(value, dict) and len(value) == 1:
-        (name, args), = value.items()
-        cls = getattr(module, str(name), None)
-        if isinstance(cls, type):
-            if args is not None and not isinstance(args, dict):
-                raise RecipeError(recipe.problem((*path, name), f"the arguments of {name} must be a mapping of "
-                                                 f"argument names to values, e.g. {{{name}: {{...}}}}, got {args!r}"))
-            return instantiate(cls, dict(args or {}), recipe, (*path, name))
-        known = [n for n in dir(module) if isinstance(getattr(module, n), type)]
-        if module is keras.regularizers:
-            known += ["l1", "l2"]
-        _refuse_module_path(name, family, recipe, (*path, name))
-        raise RecipeError(recipe.problem(path, f"unknown {family} '{name}'{did_you_mean(name, known)}"))
-    shorthand = " ({l1: x}, {l2: x} or {l1: x, l2: y})" if module is keras.regularizers else ""
-    raise RecipeError(
-        recipe.problem(path, f"expected a Keras name{shorthand} or {{ClassName: {{arguments}}}}, got {value!r}")
-    )
-
-
 def build_optimizer(recipe: Recipe, total_steps: int | None = None) -> keras.optimizers.Optimizer:
     """``train.optimizer``; a schedule as its ``learning_rate`` gets ``total_steps`` for ``auto`` (see schedules)."""
-    from cnnctl.model.schedules import build_schedule, is_schedule_spec
-
     spec = recipe.train.optimizer
     path = ("train", "optimizer")
     name, args = split_spec(spec)
-    _refuse_module_path(name, "optimizer", recipe, path)
+    refuse_module_path(name, "optimizer", recipe, path)
     classes = {n: c for n, c in vars(keras.optimizers).items()
                if isinstance(c, type) and issubclass(c, keras.optimizers.Optimizer)
                and n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer")}
@@ -317,7 +139,7 @@ def build_metrics(recipe: Recipe) -> list:
 def _loss_or_metric(spec: Any, module: Any, base: type, recipe: Recipe, path: tuple) -> Any:
     kind = "loss" if module is keras.losses else "metric"
     name, args = split_spec(spec)
-    _refuse_module_path(name, kind, recipe, path)
+    refuse_module_path(name, kind, recipe, path)
     if isinstance(spec, str):
         if kind == "metric" and name in ("accuracy", "acc", "crossentropy", "ce"):
             return name  # compile() picks the right variant for the loss

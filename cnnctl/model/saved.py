@@ -30,6 +30,7 @@ import keras
 
 import cnnctl.model.custom_layers  # noqa: F401 (registers cnnctl's layers, so models that use them reload)
 from cnnctl.errors import UserError, first_line
+from cnnctl.filekinds import describe_file, not_a_model
 
 # Keras layers that run code, or load files, when they are built from a config.
 CODE_LAYERS = {
@@ -45,7 +46,6 @@ _VALUES = {"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__ellips
 _FUNCTION_FAMILIES = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers",
                       "regularizers", "ops")
 _CONFIG_LIMIT = 256 * 2**20  # bytes of config.json: a model's is kilobytes to a few megabytes
-_HDF5 = b"\x89HDF\r\n\x1a\n"
 _UNSAFE_HINT = "if you trust the file (you made it, or know who did), give --unsafe to load it anyway"
 
 
@@ -123,57 +123,6 @@ def read_config(path: Path) -> dict:
     if not isinstance(config, dict) or "class_name" not in config:
         raise UserError(f"{path}: its config.json describes no model; save the model again with Keras")
     return config
-
-
-def describe_file(path: Path) -> str:
-    """What the file at ``path`` holds, by its first bytes: "a zip archive", "a legacy HDF5 file", "a PNG image", ..."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
-    if not head:
-        return "empty"
-    if head.startswith(_HDF5):
-        return "a legacy HDF5 file"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "a zip archive" if zipfile.is_zipfile(path) else "a truncated zip archive"
-    for magic, image in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-                         (b"BM", "a BMP image"), (b"\x93NUMPY", "a NumPy array (.npy)")):
-        if head.startswith(magic):
-            return image
-    if b"\0" not in head:
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
-                return "binary data"
-        return "text"
-    return "binary data"
-
-
-def not_a_model(path: Path, kind: str) -> str:
-    """Why the file at ``path``, which holds ``kind`` (``describe_file``), is not a model cnnctl loads."""
-    suffix = path.suffix.lower()
-    if kind == "a legacy HDF5 file" or suffix in (".h5", ".hdf5"):
-        return (f"{path} is a legacy HDF5 Keras model; cnnctl does not load them: Keras's safe mode does not apply "
-                "to HDF5 files (CVE-2025-9905), so loading one could run code stored in it. If you trust it, convert "
-                f"it once in Python, keras.saving.load_model('{path}').save('model.keras'), and give the .keras file")
-    if kind == "a truncated zip archive":
-        return (f"{path} is a truncated .keras archive (its end is missing: an interrupted copy or download?); "
-                "copy or save it again")
-    if kind == "empty":
-        return f"{path} is empty, not a Keras model (an interrupted copy or save?); copy or save it again"
-    if suffix in (".yaml", ".yml"):
-        return (f"{path} is a recipe, not a model; train it first (cnnctl train {path}) and give the run directory "
-                "it prints, or `latest`")
-    if kind.endswith(" image"):
-        return (f"{path} is {kind}, not a model; give the model first, then the images: "
-                "cnnctl predict RUN|MODEL IMAGE...")
-    if kind == "a zip archive":
-        return f"{path} is a zip archive; a Keras model is a .keras file: rename it if it is one"
-    return (f"{path} is {kind}, not a Keras model; give a run directory (runs/NAME/STAMP), `latest`, "
-            "or a .keras file")
 
 
 def untrusted_objects(config: dict) -> list[Untrusted]:

@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from cnnctl.errors import RecipeError, did_you_mean, first_line
+from cnnctl.model.arguments import check_argument_names, instantiate
 from cnnctl.recipe.schema import Recipe
 
 AUTO_STEPS = ("decay_steps", "first_decay_steps")  # the arguments that take `auto`
@@ -69,8 +70,6 @@ def build_schedule(spec: Any, recipe: Recipe, path: tuple, total_steps: int | No
                                          f"{{{name}: {{{_example(cls)}}}}}, got {args!r}"))
     args = _checked(cls, dict(args or {}), recipe, where)
     args = _resolve_auto(args, recipe, where, total_steps)
-    from cnnctl.model.objects import instantiate
-
     schedule = instantiate(cls, args, recipe, where)
     try:  # Keras computes nothing until the first step: compute two values now
         for step in (0, 1):
@@ -83,13 +82,7 @@ def build_schedule(spec: Any, recipe: Recipe, path: tuple, total_steps: int | No
 
 def _checked(cls: type, args: dict, recipe: Recipe, where: tuple) -> dict:
     """Unknown and missing arguments, then each value's type; ints become floats where Keras wants floats."""
-    from cnnctl.model.objects import accepted_arguments
-
-    allowed = accepted_arguments(cls)
-    unknown = [recipe.problem((*where, k), f"{cls.__name__} has no argument '{k}'{did_you_mean(k, allowed)}",
-                              key=True) for k in args if k not in allowed]
-    if unknown:
-        raise RecipeError(unknown)
+    check_argument_names(cls, args, recipe, where)
     missing = [p.name for p in _params(cls) if p.default is p.empty and p.name not in args]
     if missing:
         raise RecipeError(recipe.problem(where, f"{cls.__name__} needs {' and '.join(missing)}, e.g. "
@@ -152,11 +145,6 @@ def _resolve_auto(args: dict, recipe: Recipe, where: tuple, total_steps: int | N
             ))
         args[key] = steps
     return args
-
-
-def total_steps(epochs: int, train_examples: int, batch_size: int) -> int:
-    """Optimizer steps in a whole run: ``epochs * ceil(train_examples / batch_size)``."""
-    return epochs * math.ceil(train_examples / batch_size)
 
 
 def _params(cls: type) -> list[inspect.Parameter]:

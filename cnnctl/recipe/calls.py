@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnctl.errors import Problem
-from cnnctl.recipe.schema import InputSpec
+from cnnctl.recipe.model_spec import InputSpec
 
 
 @dataclass(frozen=True)

@@ -3,38 +3,22 @@
 One flat section, like the arguments of ``keras.utils.image_dataset_from_directory``:
 ``source`` picks the loader and the keys that loader reads; a key given to a
 source that ignores it is an error, so a misplaced key never passes silently.
+The sources are read from ``cnnctl.registry.SOURCES`` (declared in
+``cnnctl.data.sources``, which imports no TensorFlow).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from cnnctl.recipe.fields import Fraction, LayerSpec, PositiveInt, Section
+from cnnctl.registry import SOURCES
 
-KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-FILE_SOURCES = ("image_dir", "npz", "csv", "tfrecord")
-SOURCES = ("digits", *(f"keras:{name}" for name in KERAS_DATASETS), *FILE_SOURCES, "synthetic", "tfds:NAME")
-SPLIT_NAMES = ("train", "validation", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-# Which source reads which key (the pipeline keys at the bottom of DataSpec apply to all).
-SOURCE_KEYS = {
-    "image_dir": {"path", "image_size", "color_mode", "interpolation", "on_error", "class_names"},
-    "npz": {"path", "x", "y", "reshape", "class_names"},
-    "csv": {"path", "x", "y", "reshape", "class_names"},
-    "tfrecord": {"path", "x", "y", "features", "compression", "image_size", "color_mode", "interpolation",
-                 "class_names"},
-    "synthetic": {"shape", "classes", "count"},
-    "digits": set(),
-    "keras": set(),
-    "tfds": {"image_size", "color_mode", "interpolation"},
-}
-REQUIRED_KEYS = {"image_dir": ("path",), "npz": ("path",), "csv": ("path",), "tfrecord": ("path", "features"),
-                 "synthetic": ("shape", "classes")}
+PIPELINE_KEYS = ("source", "split", "batch_size", "shuffle", "cache", "augment", "normalize", "rescale")
+"""Keys every source takes; each source reads some of the others (``cnnctl.data.sources``: its ``keys``)."""
 
 
 def source_kind(source: str) -> str:
@@ -42,15 +26,23 @@ def source_kind(source: str) -> str:
     return source.split(":", 1)[0]
 
 
+def source_listing() -> list[str]:
+    """Every source as ``data.source`` names it: digits, keras:mnist, ..., tfds:NAME."""
+    return [name for source in SOURCES for name in source.listed]
+
+
 def _source(value: str) -> str:
-    kind, _, name = value.partition(":")
-    if value in SOURCES or (kind == "tfds" and re.fullmatch(r"[a-z0-9_]+(/[\w.-]+)?(:[\d.*]+)?", name)):
-        return value
-    if kind == "keras":
-        raise ValueError(f"keras.datasets has no '{name}' here; choose one of {', '.join(KERAS_DATASETS)}")
+    kind, colon, variant = value.partition(":")
+    source = SOURCES.get(kind)
+    if source is not None:
+        problem = source.variant_problem(variant if colon else None)
+        if problem is None:
+            return value
+        raise ValueError(problem)
     from cnnctl.errors import did_you_mean
 
-    raise ValueError(f"unknown data source '{value}'{did_you_mean(value, SOURCES)}; choose one of {', '.join(SOURCES)}")
+    listed = source_listing()
+    raise ValueError(f"unknown data source '{value}'{did_you_mean(value, listed)}; choose one of {', '.join(listed)}")
 
 
 def _distinct(names: list[str]) -> list[str]:
@@ -160,15 +152,16 @@ class DataSpec(Section):
 
     @model_validator(mode="after")
     def _keys_fit_source(self) -> DataSpec:
-        kind = source_kind(self.source)
-        given = {name for name in self.model_fields_set if name in SOURCE_SPECIFIC}
-        stray = sorted(given - SOURCE_KEYS[kind])
+        source = SOURCES.get(self.kind)
+        given = {name for name in self.model_fields_set if name not in PIPELINE_KEYS}
+        stray = sorted(given - set(source.keys))
         if stray:
-            users = sorted({k for k, keys in SOURCE_KEYS.items() if stray[0] in keys})
+            users = sorted(s.name for s in SOURCES if stray[0] in s.keys)
+            read_by = f" (it is read by {', '.join(users)})" if users else ""
             others = f"; nor {', '.join(stray[1:])}" if len(stray) > 1 else ""
-            raise _at(stray[0], f"source '{self.source}' does not read {stray[0]} (it is read by "
-                      f"{', '.join(users)}){others}; remove them or change data.source", key=True)
-        missing = [name for name in REQUIRED_KEYS.get(kind, ()) if getattr(self, name) is None]
+            raise _at(stray[0], f"source '{self.source}' does not read {stray[0]}{read_by}{others}; remove them "
+                      "or change data.source", key=True)
+        missing = [name for name in source.required if getattr(self, name) is None]
         if missing:
             raise _at("source", f"source '{self.source}' needs data.{missing[0]}{_EXAMPLES.get(missing[0], '')}")
         if self.cache == "":
@@ -177,7 +170,12 @@ class DataSpec(Section):
 
     @property
     def kind(self) -> str:
+        """The source's registered name: ``keras`` for ``keras:mnist``."""
         return source_kind(self.source)
+
+    def source_keys(self) -> tuple[str, ...]:
+        """The keys this section's source reads (its stored recipe keeps only these and the pipeline's)."""
+        return SOURCES.get(self.kind).keys
 
 
 def _at(name: str, message: str, *, key: bool = False) -> PydanticCustomError:
@@ -185,7 +183,6 @@ def _at(name: str, message: str, *, key: bool = False) -> PydanticCustomError:
     return PydanticCustomError("at_key", message, {"at": name, "key": key})
 
 
-SOURCE_SPECIFIC = set().union(*SOURCE_KEYS.values())
 _EXAMPLES = {
     "path": " (e.g. path: photos/ for a folder of class sub-folders, or the data file)",
     "features": " (e.g. features: {image: {dtype: string}, label: {dtype: int64}})",

@@ -4,98 +4,108 @@ An entry is a format name, or a one-key mapping of a format to its options::
 
     export: [savedmodel, keras, tflite, {tflite: {quantize: int8}}, onnx]
 
-A run stores each entry in that short form, so its recipe.yaml reloads as written.
+The formats, and the schema of each one's options, are read from
+``cnnctl.registry.FORMATS`` (declared in ``cnnctl.exports.formats``, which imports no
+TensorFlow). A run stores each entry in the short form, so its recipe.yaml reloads
+as written.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from pydantic import model_serializer, model_validator
+from pydantic import ValidationError, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from cnnctl.recipe.fields import Section
-
-FORMATS = ("savedmodel", "keras", "tflite", "onnx")
-QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+from cnnctl.registry import FORMATS
 
 
-class NoOptions(Section):
+class ExportOptions(Section):
+    """The options of an export format (a format declares a subclass as its ``options``)."""
+
+    EXAMPLE: ClassVar[str] = "{}"  # the options written in a recipe, for messages: "{quantize: int8}"
+
+    @property
+    def variant(self) -> str | None:
+        """What tells an export with these options apart from the format's plain one (``int8``), or None: it
+        names the export (``tflite_int8``) and its file (``model_int8.tflite``)."""
+        return None
+
+
+class NoOptions(ExportOptions):
     """A format without options: ``{savedmodel: {}}`` is the same as ``savedmodel``."""
 
 
-class TfliteOptions(Section):
-    """How a TFLite flatbuffer is quantized."""
-
-    quantize: Literal[QUANTIZATIONS] = "none"
-    """none (float32), dynamic (int8 weights), float16 (float16 weights) or int8 (weights and activations, calibrated on training examples)."""
-
-
 class ExportSpec(Section):
-    """One export: exactly one of the formats, with its options."""
+    """One export: a registered format and its options (an instance of the format's options schema)."""
 
-    savedmodel: NoOptions | None = None
-    keras: NoOptions | None = None
-    tflite: TfliteOptions | None = None
-    onnx: NoOptions | None = None
+    format: str
+    options: Any = None
 
     @model_validator(mode="before")
     @classmethod
     def _short_forms(cls, value: Any) -> Any:
+        """``tflite`` or ``{tflite: {quantize: int8}}`` -> ``{format: tflite, options: {...}}``."""
         from cnnctl.errors import did_you_mean
 
-        if isinstance(value, ExportSpec):
+        if isinstance(value, ExportSpec) or (isinstance(value, dict) and set(value) == {"format", "options"}):
             return value
+        names = FORMATS.names()
         if isinstance(value, str):
-            if value not in FORMATS:
-                raise ValueError(f"unknown export format {value!r}{did_you_mean(value, FORMATS)}; "
-                                 f"choose one of {', '.join(FORMATS)}")
-            return {value: {}}
+            if value not in names:
+                raise ValueError(f"unknown export format {value!r}{did_you_mean(value, names)}; "
+                                 f"choose one of {', '.join(names)}")
+            return {"format": value, "options": {}}
         if not isinstance(value, dict) or len(value) != 1:
             many = f" ({len(value)} keys: list each format as its own entry)" if isinstance(value, dict) else ""
-            raise ValueError(f"an export is a format name ({', '.join(FORMATS)}) or a one-key mapping of a format "
+            raise ValueError(f"an export is a format name ({', '.join(names)}) or a one-key mapping of a format "
                              f"to its options, e.g. {{tflite: {{quantize: int8}}}}; got {value!r}{many}")
         (name, options), = value.items()
-        if options is not None and not isinstance(options, dict) and name in FORMATS:
-            message = (f"the options of tflite are a mapping, e.g. {{tflite: {{quantize: int8}}}}; got {options!r}"
-                       if name == "tflite" else f"{name} takes no options: write {name} alone; got {options!r}")
+        if name not in names:
+            raise PydanticCustomError("at_key", f"unknown export format {name!r}{did_you_mean(str(name), names)}; "
+                                      f"choose one of {', '.join(names)}", {"at": name, "key": True})
+        if options is not None and not isinstance(options, dict):
+            schema = FORMATS.get(name).options
+            message = (f"the options of {name} are a mapping, e.g. {{{name}: {schema.EXAMPLE}}}; got {options!r}"
+                       if schema is not None else f"{name} takes no options: write {name} alone; got {options!r}")
             raise PydanticCustomError("at_key", message, {"at": name, "key": False})
-        return {name: {} if options is None else options}
+        return {"format": name, "options": options or {}}
+
+    @model_validator(mode="after")
+    def _options_fit_format(self) -> ExportSpec:
+        schema = FORMATS.get(self.format).options or NoOptions
+        if isinstance(self.options, schema):
+            return self
+        try:
+            options = schema.model_validate(self.options or {})
+        except ValidationError as exc:  # located inside the entry: export[i].<format>.<key>
+            raise PydanticCustomError("nested", "{count} problems in the options", {
+                "at": self.format, "count": exc.error_count(), "known": list(schema.model_fields),
+                "errors": exc.errors(include_url=False)}) from None
+        object.__setattr__(self, "options", options)
+        return self
 
     @property
-    def format(self) -> str:
-        return next(name for name in FORMATS if getattr(self, name) is not None)
+    def variant(self) -> str | None:
+        """What tells this export apart from the format's plain one (``int8`` for a quantized tflite), or None."""
+        return self.options.variant
 
     @property
     def quantize(self) -> str | None:
-        """The TFLite quantization, or None for a float export."""
-        q = self.tflite.quantize if self.tflite is not None else "none"
+        """A TFLite export's quantization, or None for a float export (and every other format)."""
+        q = getattr(self.options, "quantize", "none")
         return None if q == "none" else q
 
     @property
     def label(self) -> str:
         """Names the export in metrics.json and in messages: ``tflite``, ``tflite_int8``."""
-        return self.format if self.quantize is None else f"{self.format}_{self.quantize}"
+        return self.format if self.variant is None else f"{self.format}_{self.variant}"
 
     @model_serializer
     def _short(self) -> Any:
-        options = getattr(self, self.format).model_dump(exclude_defaults=True)
+        options = self.options.model_dump(exclude_defaults=True)
         return {self.format: options} if options else self.format
-
-
-def export_spec(fmt: str | ExportSpec, quantize: str | None = None) -> ExportSpec:
-    """``fmt`` (a format name, a recipe entry) and a quantization as one ``ExportSpec``; ValueError if wrong."""
-    if isinstance(fmt, ExportSpec):
-        if quantize not in (None, "none") and quantize != fmt.quantize:
-            raise ValueError(f"quantize={quantize!r} given for the export {fmt.label}")
-        return fmt
-    if quantize not in (None, "none"):
-        if fmt != "tflite":
-            raise ValueError(f"only tflite exports are quantized, not {fmt}")
-        if quantize not in QUANTIZATIONS:
-            raise ValueError(f"quantize is one of {', '.join(QUANTIZATIONS[1:])}, got {quantize!r}")
-        return ExportSpec.model_validate({"tflite": {"quantize": quantize}})
-    return ExportSpec.model_validate(fmt)
 
 
 def distinct_exports(entries: list[ExportSpec]) -> list[ExportSpec]:

@@ -4,15 +4,53 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
+
+from cnnctl.errors import Problem
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class Section(BaseModel):
+    """A strict, frozen section of a recipe that can say where its values came from.
+
+    ``problem(path, message)`` locates ``path`` (relative to this section) in the recipe
+    file, or in the ``--set`` that gave it, once ``cnnctl.recipe.load`` has called
+    ``locate``: so a stage given one section (the data stage takes ``recipe.data``)
+    reports ``recipe.yaml:12:5: data.augment[0].RandomFlip.mode: ...`` all the same.
+    """
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+
+    _located: Any = PrivateAttr(default=None)  # cnnctl.recipe.yaml_loader.Located: the document it was read from
+    _prefix: tuple = PrivateAttr(default=())  # this section's key path in that document
+
+    def locate(self, located: Any, prefix: tuple = ()) -> None:
+        """Remember the document this section (and every section inside it) was read from, at ``prefix``."""
+        self._located, self._prefix = located, tuple(prefix)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Section):
+                value.locate(located, (*prefix, name))
+
+    def problem(self, path: tuple, message: str, *, key: bool = False) -> Problem:
+        """A Problem located at ``path`` (relative to this section) in the recipe file (or the --set that gave it)."""
+        from cnnctl.recipe.yaml_loader import format_path
+
+        full = (*self._prefix, *path)
+        if self._located is None:
+            return Problem("", format_path(full), message)
+        return self._located.problem(full, message, key=key)
+
+    def boolean_problem(self, path: tuple, value: bool, expected: str) -> Problem:
+        """``path: no`` where ``expected`` (a string, a name) was wanted: says how YAML read it."""
+        from cnnctl.recipe.yaml_loader import boolean_message, key_name
+
+        full = (*self._prefix, *path)
+        word = self._located.words.get(full) if self._located is not None else None
+        return self.problem(path, boolean_message(value, key_name(full), expected, word))
 
 
 # Keys of Keras's serialized form ({class_name, config, module, registered_name}): Keras imports ``module``

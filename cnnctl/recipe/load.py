@@ -15,7 +15,7 @@ import pydantic
 import yaml
 
 from cnnctl.errors import Problem, RecipeError, did_you_mean
-from cnnctl.recipe.data_spec import SOURCE_KEYS, SOURCE_SPECIFIC
+from cnnctl.recipe.data_spec import PIPELINE_KEYS
 from cnnctl.recipe.limits import check_limits
 from cnnctl.recipe.overrides import apply_override
 from cnnctl.recipe.schema import Recipe
@@ -49,7 +49,7 @@ def recipe_from_doc(doc: Located, overrides: Iterable[str] = ()) -> Recipe:
         recipe = Recipe.model_validate(doc.data)
     except pydantic.ValidationError as exc:
         raise RecipeError(_problems(doc, exc.errors())) from None
-    recipe._located = doc
+    recipe.locate(doc)
     check_limits(recipe)  # sizes that would not fit in memory, before anything is allocated
     recipe.graph  # noqa: B018  (the model's structure: blocks, from, share; still no TensorFlow)
     return recipe
@@ -84,8 +84,8 @@ def dump_recipe(recipe: Recipe) -> str:
     """The fully resolved recipe (defaults filled in) as YAML, as a run stores it."""
     data = recipe.model_dump(mode="json")
     data["model"] = {k: v for k, v in data["model"].items() if v is not None and v != {}}
-    read = SOURCE_KEYS[recipe.data.kind]  # keys of other sources would be refused when the run reloads it
-    data["data"] = {k: v for k, v in data["data"].items() if k not in SOURCE_SPECIFIC or (k in read and v is not None)}
+    read = recipe.data.source_keys()  # keys of other sources would be refused when the run reloads it
+    data["data"] = {k: v for k, v in data["data"].items() if k in PIPELINE_KEYS or (k in read and v is not None)}
     data["train"] = {k: v for k, v in data["train"].items() if k != "loss_weights" or v is not None}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
@@ -93,7 +93,7 @@ def dump_recipe(recipe: Recipe) -> str:
 def _problems(doc: Located, errors: list) -> list[Problem]:
     """One problem per mistake: of a union's alternatives (``str | dict``), only the one the value was meant for."""
     groups: dict = {}
-    for i, err in enumerate(errors):
+    for i, err in enumerate(_expanded(errors)):
         loc, union, tag = _without_union_tags(doc.data, tuple(err["loc"]), err["type"])
         groups.setdefault(union if union is not None else i, []).append((loc, tag, err))
     problems: list[Problem] = []
@@ -104,6 +104,20 @@ def _problems(doc: Located, errors: list) -> list[Problem]:
             if problem not in problems:
                 problems.append(problem)
     return problems
+
+
+def _expanded(errors: list) -> list:
+    """A part validated against a schema its value chose (an export format's options) reports its own errors
+    (``nested``): each becomes an error of the recipe, at its place inside the part."""
+    out = []
+    for err in errors:
+        if err["type"] != "nested":
+            out.append(err)
+            continue
+        ctx = err["ctx"]
+        for inner in ctx["errors"]:
+            out.append({**inner, "loc": (*err["loc"], ctx["at"], *inner["loc"]), "known": ctx["known"]})
+    return out
 
 
 def _without_union_tags(data: typing.Any, loc: tuple, kind: str) -> tuple[tuple, tuple | None, str | None]:
@@ -159,13 +173,14 @@ _NAME_ERRORS = ("string_type", "literal_error", "yaml_bool")
 def _problem(doc: Located, loc: tuple, err: dict) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden":
-        known = _fields_at(loc[:-1])
+        known = err["known"] if "known" in err else _fields_at(loc[:-1])
         hint = did_you_mean(loc[-1], known)
         if not hint and known:
             hint = f"; known keys: {', '.join(sorted(known))}"
         return doc.problem(loc, f"unknown key '{loc[-1]}'{hint}", key=True)
     if kind == "at_key":  # a model validator that names the key it is about
         return doc.problem((*loc, err["ctx"]["at"]), err["msg"], key=err["ctx"]["key"])
+
     if kind == "missing":
         return doc.problem(loc[:-1], f"missing required key '{loc[-1]}'")
     if kind == "yaml_bool" or (kind in _NAME_ERRORS and isinstance(err.get("input"), bool)):

@@ -40,7 +40,7 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
     files.write_image_dir(root / "photos", count=90, classes=3, size=12, mode="RGB", formats=("png",))
     (root / "recipe.yaml").write_text(RECIPE)
     from cnnctl.recipe import load_recipe
-    from cnnctl.train import train
+    from cnnctl.training.trainer import train
 
     return root, train(load_recipe(str(root / "recipe.yaml")), str(root / "runs"), progress=False).run.path
 

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnctl import checkpoint
+from cnnctl.training import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -213,8 +213,9 @@ def test_a_full_disk_fails_the_run_and_loses_nothing(workdir, uninterrupted, sma
                                                      deterministic_ops_then_off):
     from cnnctl.errors import CnnctlError
     from cnnctl.recipe import load_recipe
-    from cnnctl.rundir import RunDir
-    from cnnctl.train import resume, train
+    from cnnctl.run import Run
+    from cnnctl.training.resume import resume
+    from cnnctl.training.trainer import train
 
     monkeypatch.chdir(workdir)
     with pytest.raises(CnnctlError) as excinfo:  # checkpoints and best.keras of 5.4 MB each: 12 MB fills up
@@ -229,7 +230,7 @@ def test_a_full_disk_fails_the_run_and_loses_nothing(workdir, uninterrupted, sma
     assert not list(run.rglob("*.tmp-*"))  # the half-written file was removed
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
-    resume(RunDir(run), load_recipe(str(run / "recipe.yaml")), progress=False)
+    resume(Run(run), load_recipe(str(run / "recipe.yaml")), progress=False)
     reference = reference_run(workdir, uninterrupted)
     for a, b in zip(model_weights(reference), model_weights(run), strict=True):
         np.testing.assert_array_equal(a, b)

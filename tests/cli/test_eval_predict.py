@@ -53,7 +53,7 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
     files.write_image_dir(root / "photos", count=300, classes=3, size=20, mode="RGB", formats=("png",))
     (root / "recipe.yaml").write_text(RECIPE)
     from cnnctl.recipe import load_recipe
-    from cnnctl.train import train
+    from cnnctl.training.trainer import train
 
     result = train(load_recipe(str(root / "recipe.yaml")), str(root / "runs"), progress=False)
     assert result.metrics["test"]["accuracy"] > 0.6, result.metrics  # chance is 1/3: the run learned something

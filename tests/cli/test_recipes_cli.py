@@ -51,11 +51,11 @@ def test_every_recipe_says_what_data_it_expects_and_what_it_reached():
 
 
 def test_the_docs_table_has_a_row_per_recipe_saying_what_its_header_says():
-    from cnnctl.catalogue import documented_rows
+    from cnnctl.recipe.catalogue import documented_rows
 
     rows = documented_rows()
     listed = invoke("recipes", "--json")
-    assert sorted(rows) == [r["name"] for r in listed], "run python -m cnnctl.catalogue --write docs/recipes.md"
+    assert sorted(rows) == [r["name"] for r in listed], "run python -m cnnctl.model.zoo --write docs/recipes.md"
     for entry in listed:
         row = rows[entry["name"]]
         assert (row["Network"], row["Data"], row["Measured"]) == (entry["summary"], entry["data"], entry["measured"])

@@ -45,7 +45,7 @@ train: {epochs: 2}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from cnnctl.recipe import load_recipe_text
-    from cnnctl.train import train
+    from cnnctl.training.trainer import train
 
     folder = tmp_path_factory.mktemp("served") / "runs"
     result = train(load_recipe_text(RECIPE, "served.yaml"), str(folder), progress=False)

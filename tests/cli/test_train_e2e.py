@@ -62,7 +62,7 @@ def test_run_directory_layout(trained):
     assert best["monitor"] == "val_accuracy"
     assert best["value"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
     assert metrics["images_per_sec"] > 0 and metrics["versions"]["keras"].startswith("3.")
-    from cnnctl.checkpoint import latest_checkpoint
+    from cnnctl.training.checkpoint import latest_checkpoint
 
     last = latest_checkpoint(run)
     assert (last.epoch, last.step, len(last.state["rows"])) == (40, 0, 40)
@@ -118,13 +118,13 @@ def test_export_matches_keras_on_single_examples(trained):
     import keras
     import tensorflow as tf
 
-    from cnnctl.data import build_datasets
     from cnnctl.recipe import load_recipe
+    from tests.conftest import datasets_of
 
     _, run, _ = trained
     model = keras.saving.load_model(run / "model.keras")
     serve = tf.saved_model.load(str(run / "export" / "savedmodel")).signatures["serving_default"]
-    x = build_datasets(load_recipe(str(run / "recipe.yaml"))).sample("test", 5, raw=True)[0]  # digits: as stored
+    x = datasets_of(load_recipe(str(run / "recipe.yaml"))).sample("test", 5, raw=True)[0]  # digits: as stored
     batch = serve(inputs=tf.constant(x))["output_0"].numpy()
     for i in range(5):
         alone = serve(inputs=tf.constant(x[i:i + 1]))["output_0"].numpy()

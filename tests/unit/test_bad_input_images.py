@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnctl.data import build_datasets
-from cnnctl.data.files import BadFiles
+from cnnctl.data.sources.images import BadFiles
 from cnnctl.recipe import load_recipe_text
 from tests import datafiles as files
+from tests.conftest import datasets_of
 
 
 def recipe(root):
@@ -35,7 +35,7 @@ def test_an_image_cut_short_is_refused_when_the_folder_is_listed(tmp_path, fmt):
     cut = root / "cat" / f"cut.{fmt.lower()}"
     cut.write_bytes(whole[: len(whole) * 3 // 4])  # a valid header: only its end is missing
     with pytest.raises(BadFiles) as info:
-        build_datasets(recipe(root))  # listing and splitting only: no epoch is read
+        datasets_of(recipe(root))  # listing and splitting only: no epoch is read
     assert info.value.files == [str(cut)]
     assert "1 image file cannot be decoded" in str(info.value) and "on_error: skip" in str(info.value)
 
@@ -43,5 +43,5 @@ def test_an_image_cut_short_is_refused_when_the_folder_is_listed(tmp_path, fmt):
 def test_an_image_with_data_after_its_end_is_decoded_and_kept(tmp_path):
     root = files.write_class_folders(tmp_path / "photos", {"cat": 6, "dog": 6})
     (root / "cat" / "trailer.png").write_bytes(encoded("PNG") + bytes(10_000))  # no IEND in its last 4 KB
-    data = build_datasets(recipe(root))
+    data = datasets_of(recipe(root))
     assert sum(data.sizes.values()) == 13

@@ -1,4 +1,4 @@
-"""cnnctl.confusion: counts against hand-made labels, metrics against scikit-learn, the picture and its PNG."""
+"""cnnctl.serving.confusion: counts against hand-made labels, metrics against scikit-learn, the picture and its PNG."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from cnnctl.confusion import confusion_matrix, font, per_class, render_confusion, summary, write_png
+from cnnctl.pictures import font, write_png
+from cnnctl.serving.confusion import confusion_matrix, per_class, render_confusion, summary
 
 
 def test_counts_by_hand():

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from cnnctl.data import build_datasets, split_indices
+from cnnctl.data.pipeline import split_indices
 from cnnctl.recipe import load_recipe_text
+from tests.conftest import datasets_of
 
 RECIPE = "name: t\ndata: {batch_size: 16}\nmodel: {input: [8, 8, 1], layers: [Flatten]}\n"
 
@@ -28,7 +29,7 @@ def test_no_validation_or_test():
 
 
 def test_digits_pipeline_batches_scaled_images():
-    data = build_datasets(load_recipe_text(RECIPE))
+    data = datasets_of(load_recipe_text(RECIPE))
     assert sum(data.sizes.values()) == 1797
     assert data.class_names == [str(i) for i in range(10)] and data.element_shape == (8, 8, 1)
     x, y = next(iter(data["train"]))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from cnnctl.recipe import load_recipe
-from cnnctl.train import train
+from cnnctl.training.trainer import train
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "digits_best.yaml"
 

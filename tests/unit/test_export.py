@@ -21,12 +21,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cnnctl.data.record import read_record
 from cnnctl.errors import CnnctlError, RecipeError, UserError
-from cnnctl.export import TOLERANCES, export_run
-from cnnctl.inference import run_datasets
+from cnnctl.exports.formats.tflite import QUANTIZED
+from cnnctl.exports.writer import export_run
 from cnnctl.recipe import load_recipe, load_recipe_text
 from cnnctl.recipe.load import dump_recipe
-from cnnctl.train import train
+from cnnctl.training.trainer import train
+from tests.conftest import datasets_of
 from tests.datafiles import write_image_dir
 
 CNN = """
@@ -64,7 +66,7 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(run):
     """Held-out examples as stored, their labels, and the trained model on the pipeline's preprocessing of them."""
-    data = run_datasets(run, load_recipe(str(run / "recipe.yaml")))
+    data = datasets_of(load_recipe(str(run / "recipe.yaml")), read_record(run).normalization)
     raw, labels = data.sample("test", 1000, raw=True)
     preprocessed, same_labels = data.sample("test", 1000)
     np.testing.assert_array_equal(labels, same_labels)  # one order for both
@@ -125,10 +127,10 @@ def test_a_wrong_export_entry_is_located(entry, where, message):
     ("tflite", "int4", "quantize is one of dynamic, float16, int8, got 'int4'"),
 ])
 def test_a_wrong_format_or_quantization_is_refused_before_anything_is_read(tmp_path, fmt, quantize, message):
-    from cnnctl.rundir import RunDir
+    from cnnctl.run import Run
 
     with pytest.raises(UserError) as caught:
-        export_run(fmt, RunDir(tmp_path), quantize=quantize)
+        export_run(fmt, Run(tmp_path), quantize=quantize)
     assert str(caught.value).startswith(message) and list(tmp_path.iterdir()) == []
 
 
@@ -166,19 +168,19 @@ def test_savedmodel_takes_raw_pixels_and_matches_keras_alone_and_in_a_batch(run,
 
 @pytest.mark.slow
 def test_keras_export_reloads_in_safe_mode_and_is_recognised_as_a_serving_model(run, reference):
-    from cnnctl.inference import load_model_or_run
+    from cnnctl.serving.model import load_model
 
     raw, _, expected = reference
     path = run / "export" / "serving.keras"
     model = keras.saving.load_model(path, safe_mode=True)
     assert model.name.endswith("_serving") and model.inputs[0].name == "inputs"
     np.testing.assert_allclose(np.asarray(model(raw)), expected, atol=1e-5, rtol=1e-4)  # no training=False needed
-    loaded = load_model_or_run(str(path))
+    loaded = load_model(str(path))
     assert loaded.serving.name == model.name and loaded.class_names == [str(d) for d in range(10)]
 
 
 def test_every_export_carries_its_class_names_and_a_copy_outside_the_run_uses_them(run, tmp_path):
-    from cnnctl.inference import load_model_or_run
+    from cnnctl.serving.model import load_model
 
     names = [str(d) for d in range(10)]
     for label, record in exports(run).items():
@@ -186,7 +188,7 @@ def test_every_export_carries_its_class_names_and_a_copy_outside_the_run_uses_th
     assert (run / "export" / "savedmodel" / "labels.txt").is_file()
     shutil.copy(run / "export" / "serving.keras", tmp_path / "shipped.keras")
     shutil.copy(run / "export" / "serving.labels.txt", tmp_path / "shipped.labels.txt")
-    assert load_model_or_run(str(tmp_path / "shipped.keras")).class_names == names
+    assert load_model(str(tmp_path / "shipped.keras")).class_names == names
 
 
 @pytest.mark.slow
@@ -214,7 +216,7 @@ def test_quantized_tflite_agrees_with_keras_within_its_tolerance(run, reference,
     got = runner(inputs=raw)["output_0"]
     assert got.dtype == np.float32  # float in, float out, whatever is quantized inside
     agreement = float(np.mean(got.argmax(axis=1) == expected.argmax(axis=1)))
-    tolerance = TOLERANCES[quantize]
+    tolerance = QUANTIZED[quantize]
     assert agreement >= tolerance.agreement and record["agreement"] == pytest.approx(agreement)
     assert record["accuracy"] == pytest.approx(float(np.mean(got.argmax(axis=1) == labels)))
     assert record["keras_accuracy"] - record["accuracy"] <= tolerance.accuracy_drop
@@ -324,7 +326,7 @@ def test_image_folder_export_crops_and_normalizes_inside_and_runs_in_inference_m
         f" batch_size: 32, normalize: {normalize}, augment: [{{RandomCrop: {{height: 16, width: 16}}}}]}}").replace(
         "input: [8, 8, 1]", "input: [16, 16, 3]").replace("units: 10", "units: 3")
     run = make_run(tmp_path / "runs", "folder", model=recipe)
-    data = run_datasets(run, load_recipe(str(run / "recipe.yaml")))
+    data = datasets_of(load_recipe(str(run / "recipe.yaml")), read_record(run).normalization)
     raw, _ = data.sample("test", 100, raw=True)
     preprocessed, _ = data.sample("test", 100)
     assert raw.shape[1:] == (20, 20, 3) and raw.max() > 1 and preprocessed.shape[1:] == (16, 16, 3)
@@ -376,7 +378,7 @@ def test_a_two_output_model_exports_both_outputs_and_checks_each(tmp_path):
     assert record["outputs"] == ["output_0", "output_1"] and record["model_outputs"] == ["early", "final"]
     assert [o["output"] for o in record["per_output"]] == ["output_0", "output_1"]
     assert record["accuracy"] == record["per_output"][1]["accuracy"]  # the headline figure is the last output's
-    data = run_datasets(run, load_recipe(str(run / "recipe.yaml")))
+    data = datasets_of(load_recipe(str(run / "recipe.yaml")), read_record(run).normalization)
     raw, _ = data.sample("test", 50, raw=True)
     preprocessed, _ = data.sample("test", 50)
     early, final = (np.asarray(o) for o in keras.saving.load_model(run / "model.keras")(preprocessed))

@@ -11,7 +11,7 @@ from cnnctl.cli import main
 from cnnctl.errors import RecipeError
 from cnnctl.model import build
 from cnnctl.recipe import load_recipe_text
-from cnnctl.train import check_training, prepare
+from cnnctl.training.preflight import check_training, prepare
 from tests.datafiles import write_tfrecord
 
 DENSE = "{Dense: {units: 10, activation: softmax}}"
@@ -61,14 +61,14 @@ def test_tfrecord_splits_have_a_known_length(tmp_path):
     """Keras warns that the input "ran out of data" at the end of an epoch of unknown length."""
     import tensorflow as tf
 
-    from cnnctl.data import build_datasets
+    from tests.conftest import datasets_of
 
     write_tfrecord(tmp_path / "d.tfrecord.gz", count=100)
     recipe = load_recipe_text(
         f"name: t\ndata:\n  source: tfrecord\n  path: {tmp_path / 'd.tfrecord.gz'}\n  batch_size: 16\n"
         "  features: {image: {dtype: string}, label: {dtype: int64}}\n  image_size: [8, 8]\n"
         f"  color_mode: grayscale\nmodel: {{input: [8, 8, 1], layers: [Flatten, {DENSE}]}}\n")
-    data = build_datasets(recipe)
+    data = datasets_of(recipe)
     for split, size in data.sizes.items():
         assert int(data[split].cardinality()) == math.ceil(size / 16) != int(tf.data.UNKNOWN_CARDINALITY)
         assert sum(len(y) for _, y in data[split]) == size
@@ -107,7 +107,7 @@ def test_every_key_the_source_does_not_read_is_named(write_recipe):
 def test_a_lone_example_of_a_class_is_named_when_the_split_cannot_be_stratified(capsys):
     import numpy as np
 
-    from cnnctl.data import split_indices
+    from cnnctl.data.pipeline import split_indices
 
     y = np.array([0] * 20 + [1] * 20 + [2])
     parts = split_indices(y, 0.1, 0.2, seed=0, class_names=["cat", "dog", "fox"])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cnnctl.model import build, build_model, check_report
+from cnnctl.model.compile import compile_model
 from cnnctl.recipe import load_recipe_text
-from cnnctl.train import compile_model
 
 
 def recipe(text: str):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cnnctl.recipe import load_recipe
-from cnnctl.train import train
+from cnnctl.training.trainer import train
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 

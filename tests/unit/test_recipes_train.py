@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnctl.catalogue import COLUMNS, documented_rows, figures, list_recipes, table_row
+from cnnctl.model.compile import compile_model
 from cnnctl.model.objects import build_loss
+from cnnctl.model.zoo import figures, table_row
 from cnnctl.recipe import load_recipe
-from cnnctl.train import compile_model
+from cnnctl.recipe.catalogue import COLUMNS, documented_rows, list_recipes
 from tests.conftest import RECIPES, built_recipe, release_built_recipe
 
 BIG = {"alexnet", "googlenet", "inception_v3", "mobilenet_v2", "resnet50", "vgg11", "vgg16"}  # > 3 s each
@@ -49,7 +50,7 @@ def test_recipe_takes_one_training_step(path):
     recipe = load_recipe(str(path))
     entry = next(e for e in list_recipes() if e["name"] == path.stem)
     documented = documented_rows().get(path.stem)
-    assert documented, "run python -m cnnctl.catalogue --write docs/recipes.md"
+    assert documented, "run python -m cnnctl.model.zoo --write docs/recipes.md"
     assert table_row(entry, figures(built)) == [documented[c] for c in COLUMNS], "docs/recipes.md is stale"
     model = built.model
     compile_model(model, recipe)

@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import pytest
 
-from cnnctl import checkpoint
 from cnnctl.errors import UserError
 from cnnctl.recipe import load_recipe, load_recipe_text
-from cnnctl.resume import resume_recipe
-from cnnctl.rundir import RunDir
-from cnnctl.train import resume, train
+from cnnctl.run import Run
+from cnnctl.training import checkpoint
+from cnnctl.training.resume import resume, resume_recipe
+from cnnctl.training.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def crashed_copy(reference, tmp_path, kept: int):
         checkpoint._remove(manifest)
     (copy / "model.keras").unlink()
     (copy / "metrics.json").unlink()
-    return RunDir(copy)
+    return Run(copy)
 
 
 def assert_same_run(reference, resumed) -> None:
@@ -126,7 +126,7 @@ def test_a_damaged_checkpoint_is_skipped_for_the_one_before_it(reference, tmp_pa
 
 
 def test_extending_a_finished_run_equals_training_longer_from_the_start(reference, tmp_path):
-    run = RunDir(tmp_path / "finished")
+    run = Run(tmp_path / "finished")
     shutil.copytree(reference, run.path)
     extended = resume(run, resume_recipe(run, None, ["train.epochs=6"]), progress=False)
     longer = train(load_recipe_text(RECIPE.replace("epochs: 4", "epochs: 6"), "r.yaml"), str(tmp_path / "runs"),
@@ -141,7 +141,7 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(referenc
 
 
 def test_a_finished_run_resumed_again_is_finished_without_training(reference, tmp_path):
-    run = RunDir(tmp_path / "done")
+    run = Run(tmp_path / "done")
     shutil.copytree(reference, run.path)
     (run / "model.keras").unlink()  # killed while it finished: after the last epoch, before model.keras
     (run / "metrics.json").unlink()
@@ -151,7 +151,7 @@ def test_a_finished_run_resumed_again_is_finished_without_training(reference, tm
 
 
 def test_a_completed_run_has_nothing_to_resume(reference, tmp_path, capsys):
-    run = RunDir(tmp_path / "completed")
+    run = Run(tmp_path / "completed")
     shutil.copytree(reference, run.path)
     before = {p.name: p.stat().st_mtime_ns for p in run.path.rglob("*")}
     result = resume(run, load_recipe(str(run / "recipe.yaml")), progress=False)
@@ -161,7 +161,7 @@ def test_a_completed_run_has_nothing_to_resume(reference, tmp_path, capsys):
 
 
 def test_any_other_change_to_the_recipe_is_refused_with_the_diff(reference, tmp_path):
-    run = RunDir(reference)
+    run = Run(reference)
     with pytest.raises(UserError) as excinfo:
         resume_recipe(run, None, ["data.batch_size=64", "train.epochs=8"])
     message = str(excinfo.value)
@@ -199,7 +199,7 @@ def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():
     import time
     from types import SimpleNamespace
 
-    from cnnctl.runstate import Interrupted, stop_on_signals
+    from cnnctl.training.state import Interrupted, stop_on_signals
 
     state = SimpleNamespace(signal=None)
     previous = signal.getsignal(signal.SIGTERM)
@@ -218,13 +218,13 @@ def test_the_first_signal_asks_for_a_checkpoint_and_the_second_stops_at_once():
 def test_each_epochs_order_depends_on_the_recipes_seed_and_the_epoch_alone(cache):
     """Not on the global seed the process set before (a run builds its pipeline before and after setting it),
     nor on how many epochs were read before: seed 0 included, which TensorFlow once compared with a tensor."""
-    from cnnctl.data import build_datasets
+    from tests.conftest import datasets_of
 
     def labels(global_seed, first=0):
         if global_seed is not None:
             keras.utils.set_random_seed(global_seed)
         text = f"name: t\nseed: 0\ndata: {{cache: {cache}}}\nmodel: {{input: [8, 8, 1], layers: [Flatten, Dense]}}\n"
-        data = build_datasets(load_recipe_text(text.replace("Dense", "{Dense: {units: 10}}")))
+        data = datasets_of(load_recipe_text(text.replace("Dense", "{Dense: {units: 10}}")))
         return np.concatenate([y.numpy() for _, y in data.train_epochs(first, 3)]), data.sizes["train"]
 
     (a, n), (b, _), (c, _) = labels(None), labels(0), labels(5)
@@ -239,7 +239,7 @@ def test_runs_started_at_the_same_moment_never_share_a_directory(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(16) as pool:
-        made = list(pool.map(lambda _: RunDir.create(tmp_path, "same").path, range(16)))
+        made = list(pool.map(lambda _: Run.create(tmp_path, "same").path, range(16)))
     assert len(set(made)) == 16 and all(p.is_dir() and not any(p.iterdir()) for p in made)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cnnctl.model import build
 from cnnctl.recipe import load_recipe
-from cnnctl.train import train
+from cnnctl.training.trainer import train
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 RECURRENT = {"digits_lstm": "LSTM", "digits_gru": "GRU", "digits_bilstm": "Bidirectional", "digits_cnn_rnn": "LSTM"}

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import yaml
 
-from cnnctl.data import build_datasets, preprocess
+from cnnctl.data import preprocess
 from cnnctl.data.pipeline import load_source
 from cnnctl.errors import Problem, RecipeError, UserError
 from cnnctl.recipe import load_recipe_text
 from tests import datafiles as files
+from tests.conftest import datasets_of
 
 SPLITS = ("train", "validation", "test")
 LOSSLESS = (".png", ".bmp", ".gif")
@@ -50,7 +51,7 @@ def recipe(data: dict, seed: int = 42, **sections):
 
 
 def build(data: dict, seed: int = 42, normalization: dict | None = None):
-    return build_datasets(recipe(data, seed), normalization)
+    return datasets_of(recipe(data, seed), normalization)
 
 
 def arrays(data, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def text_recipe(data: str) -> str:
 def data_problem(data: str) -> Problem:
     """The one located problem that building this data section raises."""
     with pytest.raises(RecipeError) as info:
-        build_datasets(load_recipe_text(text_recipe(data)))
+        datasets_of(load_recipe_text(text_recipe(data)))
     assert len(info.value.problems) == 1, info.value
     return info.value.problems[0]
 
@@ -547,7 +548,7 @@ def test_synthetic_sizes_shape_classes_and_seed():
 
 
 def test_a_small_model_learns_synthetic_data(tmp_path):
-    from cnnctl.train import train
+    from cnnctl.training.trainer import train
 
     text = """
     name: synth
@@ -613,10 +614,11 @@ def test_value_range_defaults_to_the_source_pixel_range(npz_digits):
     colour = [{"RandomBrightness": {"factor": 0.5}}, {"RandomContrast": {"factor": 0.5}}]
     for spec, expected in (({"source": "npz", "path": npz_digits}, [0, 255]), ({"source": "digits"}, [0, 1])):
         r = recipe({**spec, "augment": colour})
-        layers = preprocess.augmentation_layers(r, load_source(r).value_range, (8, 8, 1)).training
+        value_range = load_source(r.data, r.seed).value_range
+        layers = preprocess.augmentation_layers(r.data, r.seed, value_range, (8, 8, 1)).training
         assert [list(layer.value_range) for layer in layers] == [expected, expected], spec["source"]
     r = recipe({"source": "digits", "augment": [{"RandomContrast": {"factor": 0.5, "value_range": [0, 2]}}]})
-    layers = preprocess.augmentation_layers(r, (0.0, 1.0), (8, 8, 1)).training
+    layers = preprocess.augmentation_layers(r.data, r.seed, (0.0, 1.0), (8, 8, 1)).training
     assert list(layers[0].value_range) == [0, 2]  # the recipe's wins
 
 

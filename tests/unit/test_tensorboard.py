@@ -22,26 +22,24 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from cnnctl.confusion import confusion_matrix, font, render_confusion, summary
-from cnnctl.data import Datasets, build_datasets
+from cnnctl.data.pipeline import Datasets
+from cnnctl.pictures import font
 from cnnctl.recipe import load_recipe_text
-from cnnctl.rundir import RunDir
-from cnnctl.tblog import (
+from cnnctl.run import Run
+from cnnctl.serving.confusion import confusion_matrix, render_confusion, summary
+from cnnctl.tensorboard.callbacks import (
     CONFUSION_TAG,
     FILTERS_TAG,
     INPUTS_TAG,
     EpochImages,
     confusion_applies,
-    filter_tiles,
-    first_conv,
-    hparam_values,
-    shows_images,
     tensorboard_callbacks,
-    tile_grid,
     validation_predictions,
-    write_hparams,
 )
-from cnnctl.train import train
+from cnnctl.tensorboard.hparams import hparam_values, write_hparams
+from cnnctl.tensorboard.images import filter_tiles, first_conv, shows_images, tile_grid
+from cnnctl.training.trainer import train
+from tests.conftest import datasets_of
 
 VALIDATION_EXAMPLES = 180  # digits, 10 % held out for validation (stratified)
 
@@ -199,7 +197,7 @@ def test_confusion_matrix_each_epoch_is_the_models_on_validation(conv_run):
     assert [step for step, _ in found] == [0, 1, 2]
     assert not np.array_equal(found[0][1], found[2][1])  # it changes as the model trains
     recipe = make_recipe(CONV)
-    data = build_datasets(recipe)
+    data = datasets_of(recipe)
     model = keras.saving.load_model(conv_run / "model.keras")
     y_true, y_pred = validation_predictions(model, data)
     cm = confusion_matrix(y_true, y_pred, 10)
@@ -319,8 +317,13 @@ def test_dense_model_without_validation_has_no_filters_or_matrix(tmp_path):
 
 
 def _data(validation: int = 10, classes: int = 3) -> Datasets:
+    from cnnctl.data.preprocess import Augmentation, Preprocessing
+    from cnnctl.data.record import Normalization, StoredForm
+
+    stored = StoredForm((8, 8, 1))
     return Datasets(splits={}, sizes={"train": 10, "validation": validation, "test": 0},
-                    class_names=[f"c{i}" for i in range(classes)], element_shape=(8, 8, 1))
+                    class_names=[f"c{i}" for i in range(classes)], element_shape=(8, 8, 1), stored=stored,
+                    preprocessing=Preprocessing(Augmentation([], []), Normalization(), stored, seed=42))
 
 
 def test_confusion_matrix_applies_to_one_class_vector_only():
@@ -386,9 +389,9 @@ def test_captions_are_drawn_in_the_confusion_matrix_font():
 def test_no_callbacks_when_off_and_no_batch_hooks_when_on(tmp_path):
     off = make_recipe(CONV, "log: {tensorboard: false}\n")
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    assert tensorboard_callbacks(off, RunDir(tmp_path), model, _data(classes=10)) == []
+    assert tensorboard_callbacks(off, Run(tmp_path), model, _data(classes=10)) == []
     on = make_recipe(CONV, "log: {tensorboard: {input_images: 0}}\n")
-    callbacks = tensorboard_callbacks(on, RunDir(tmp_path), model, _data(classes=10))
+    callbacks = tensorboard_callbacks(on, Run(tmp_path), model, _data(classes=10))
     assert len(callbacks) == 2
     for callback in callbacks:  # Keras runs ahead of per-batch callbacks only when none has a batch hook
         for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_end", "on_test_batch_end"):
@@ -411,18 +414,18 @@ def test_hparam_values_take_any_value_the_schema_accepts(tmp_path):
     assert isinstance(args["name"], datetime.date) and args["extra"]["x"] == b"hi"
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    values = hparam_values(recipe, RunDir(tmp_path / "tb" / "t0"), model, _data(classes=10))
+    values = hparam_values(recipe, Run(tmp_path / "tb" / "t0"), model, _data(classes=10))
     assert all(isinstance(v, (str, int, float, bool)) for v in values.values()), values
     assert values["train.class_weight"] == '{"0": 2.0, "1": 3, "c2": 1}'
     assert values["train.optimizer_args"] == \
         """{"extra": {"'1'": "b", "'x'": "b'hi'", "1": "a"}, "global_clipnorm": NaN, "name": "2020-01-01"}"""
     assert values["train.loss"] == \
         '{"SparseCategoricalCrossentropy": {"from_logits": false, "name": {"2": "two", "None": 0, "b": 1}}}'
-    assert hparam_values(make_recipe(AWKWARD), RunDir(tmp_path / "tb" / "t0"), model, _data(classes=10)) == values
+    assert hparam_values(make_recipe(AWKWARD), Run(tmp_path / "tb" / "t0"), model, _data(classes=10)) == values
     import tensorflow as tf
 
     with tf.summary.create_file_writer(str(tmp_path / "logs")).as_default():
-        write_hparams(recipe, RunDir(tmp_path / "tb" / "t0"), model, _data(classes=10))
+        write_hparams(recipe, Run(tmp_path / "tb" / "t0"), model, _data(classes=10))
     start = hparams_metadata.parse_session_start_info_plugin_data(
         events(tmp_path / "logs").SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content)
     assert start.hparams["train.class_weight"].string_value == values["train.class_weight"]
@@ -446,13 +449,13 @@ def test_an_lstm_over_digit_rows_gets_no_input_grid(tmp_path):
     recipe = make_recipe(CONV.replace("input: [8, 8, 1]", "input: [8, 8]").replace(
         "    - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}\n    - Flatten\n",
         "    - LSTM: {units: 8}\n").replace("  augment:", f"  source: npz\n  path: {tmp_path / 'digits.npz'}\n  #"))
-    data = build_datasets(recipe)
+    data = datasets_of(recipe)
     assert tuple(data.element_shape) == (8, 8) and "train" in data.raw
     model = keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(8), keras.layers.Dense(10)])
-    callback = EpochImages(str(tmp_path), recipe=recipe, run=RunDir(tmp_path), model=model, data=data)
+    callback = EpochImages(str(tmp_path), recipe=recipe, run=Run(tmp_path), model=model, data=data)
     assert callback.inputs is None and callback.conv is None
     image_recipe = make_recipe(CONV.replace("  augment:", "  #"))
     image_model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    grid = EpochImages(str(tmp_path), recipe=image_recipe, run=RunDir(tmp_path), model=image_model,
-                       data=build_datasets(image_recipe)).inputs
+    grid = EpochImages(str(tmp_path), recipe=image_recipe, run=Run(tmp_path), model=image_model,
+                       data=datasets_of(image_recipe)).inputs
     assert grid is not None and grid[0].shape == (16, 8, 8, 1)

@@ -16,16 +16,17 @@ import keras
 import numpy as np
 import pytest
 
-from cnnctl.callbacks import build_callbacks
 from cnnctl.errors import RecipeError
 from cnnctl.model import build
+from cnnctl.model.compile import compile_model
 from cnnctl.model.objects import build_optimizer
 from cnnctl.model.precision import policy_scope, resolve_policy
 from cnnctl.model.schedules import PLACEHOLDER_STEPS
 from cnnctl.recipe import load_recipe_text
-from cnnctl.summary import format_summary
-from cnnctl.train import check_training, compile_model
-from cnnctl.train_options import balanced_weights, class_weights, logged_names
+from cnnctl.training.callbacks import build_callbacks
+from cnnctl.training.options import balanced_weights, class_weights, logged_names
+from cnnctl.training.preflight import check_training
+from cnnctl.training.summary import format_summary
 
 CHAIN = """
 name: t

@@ -17,10 +17,11 @@ import keras
 import numpy as np
 import pytest
 
-from cnnctl.checkpoint import latest_checkpoint
-from cnnctl.data import build_datasets
 from cnnctl.recipe import load_recipe_text
-from cnnctl.train import prepare, train
+from cnnctl.training.checkpoint import latest_checkpoint
+from cnnctl.training.preflight import prepare
+from cnnctl.training.trainer import train
+from tests.conftest import datasets_of
 
 DENSE = """
 name: t
@@ -119,7 +120,7 @@ def test_keras_weights_the_loss_by_class(tmp_path):
         """, model=DENSE.replace("batch_size: 128", "batch_size: 2048"))
     result = train(r, str(tmp_path), progress=False)
     model = keras.saving.load_model(result.run / "model.keras")
-    x, y = (np.concatenate(part) for part in zip(*build_datasets(r)["train"].as_numpy_iterator(), strict=True))
+    x, y = (np.concatenate(part) for part in zip(*datasets_of(r)["train"].as_numpy_iterator(), strict=True))
     assert len(y) == TRAIN_EXAMPLES
     probabilities = np.asarray(model(x, training=False), dtype="float64")
     crossentropy = -np.log(probabilities[np.arange(len(y)), y])
@@ -163,7 +164,7 @@ def test_mixed_precision_trains_on_cpu_and_its_models_reload(precision, tmp_path
         model = keras.saving.load_model(result.run / "model.keras")
     assert [layer.dtype_policy.name for layer in model.layers] == [policy] * 4 + ["float32"]
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) is (precision == "float16")
-    x = next(build_datasets(r)["test"].as_numpy_iterator())[0]
+    x = next(datasets_of(r)["test"].as_numpy_iterator())[0]
     assert model(x, training=False).dtype == "float32"
 
     served = tf.saved_model.load(str(result.run / "export" / "savedmodel")).signatures["serving_default"]
@@ -239,7 +240,7 @@ def test_swap_ema_weights_best_keras_holds_the_weights_validation_measured(tmp_p
     best = result.metrics["best"]
     model = keras.saving.load_model(result.run / "best.keras")
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    measured = model.evaluate(build_datasets(r)["validation"], return_dict=True, verbose=0)["accuracy"]
+    measured = model.evaluate(datasets_of(r)["validation"], return_dict=True, verbose=0)["accuracy"]
     assert measured == pytest.approx(best["value"], abs=1e-6)
 
 
@@ -262,7 +263,7 @@ def test_a_nan_in_the_data_stops_the_run_at_the_step_that_read_it(tmp_path):
     from cnnctl.errors import CnnctlError
 
     r = poisoned(tmp_path, "[Flatten, {Dense: {units: 10, activation: softmax}}]")
-    steps = [i + 1 for i, (x, _) in enumerate(build_datasets(r)["train"]) if np.isnan(x.numpy()).any()]
+    steps = [i + 1 for i, (x, _) in enumerate(datasets_of(r)["train"]) if np.isnan(x.numpy()).any()]
     assert len(steps) == 1 and steps[0] > 1  # one batch of the 25 holds it, not the first
     with pytest.raises(CnnctlError) as excinfo:
         train(r, str(tmp_path / "runs"), progress=False)

@@ -1,0 +1,227 @@
+"""The Python API: every ``cnnctl`` command as one function (the commands are thin wrappers over these).
+
+```python
+import cnnctl
+
+result = cnnctl.train("recipes/digits_cnn.yaml", overrides=["train.epochs=2"])
+print(cnnctl.evaluate(result.run).metrics["accuracy"])
+cnnctl.export("savedmodel", result.run)
+```
+
+A recipe is given as a path or a ``Recipe`` (``load_recipe``); a run as a path, ``"latest"``
+(the newest under ``runs_dir``) or a ``Run``. The functions return typed results, write
+progress and warnings to stderr, never print results and never exit: a mistake in
+what the caller gave raises ``RecipeError`` or ``UserError`` (the command's exit 2), a
+job that fails ``CnnctlError`` (exit 1). Importing this module costs no TensorFlow;
+each function imports what it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnctl._tfimport import import_tensorflow
+from cnnctl.errors import UserError, closest_path
+from cnnctl.recipe import Recipe
+from cnnctl.recipe import load_recipe as _load_recipe
+from cnnctl.run import Run, find_run, layout
+
+if TYPE_CHECKING:
+    from cnnctl.serving.evaluate import EvalResult
+    from cnnctl.serving.predict import Predictions
+    from cnnctl.training.check import CheckReport
+    from cnnctl.training.trainer import TrainResult
+
+RecipeLike = str | os.PathLike | Recipe
+RunLike = str | os.PathLike | Run
+
+
+def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Recipe:
+    """The recipe file at ``path``, validated, with ``overrides`` (``"train.epochs=3"``: a dotted key path and a
+    YAML value) applied; ``RecipeError`` lists every problem with its file:line:col and key path."""
+    return _load_recipe(os.fspath(path), tuple(overrides))
+
+
+def check(recipe: RecipeLike, overrides: Iterable[str] = (), *, data: bool = False,
+          graph: str | os.PathLike | None = None) -> CheckReport:
+    """Everything ``train`` would refuse in ``recipe``, found without training, and its model explained: layers,
+    output shapes, parameters, multiply-adds, receptive field. ``data``: load the data too (split sizes, classes,
+    every image decoded); ``graph``: draw the layer graph to this .svg or .png file."""
+    if graph is not None and os.path.splitext(os.fspath(graph))[1].lower() not in (".svg", ".png"):
+        raise UserError(f"{os.fspath(graph)}: the graph is drawn to a .svg or .png file; give one of those")
+    loaded = _recipe(recipe, overrides)  # recipe errors surface here, before TensorFlow loads
+    import_tensorflow()
+    from cnnctl.training.check import check_recipe
+
+    return check_recipe(loaded, data=data, graph=graph)
+
+
+def train(recipe: RecipeLike, overrides: Iterable[str] = (), *, runs_dir: str | os.PathLike = "runs",
+          name: str | None = None, progress: bool = True, announce: Callable[[Run], None] | None = None,
+          tensorboard: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``recipe`` into a new run directory ``runs_dir/NAME/STAMP`` (NAME: ``name``, or the recipe's).
+
+    Returns the run and its metrics (metrics.json). ``progress``: Keras's progress on stderr;
+    ``announce(run)`` is called once the recipe has passed every check and the run exists;
+    ``tensorboard(url)``: also serve TensorBoard on ``runs_dir`` while training, at ``url``.
+    Ctrl-C or SIGTERM stops after the current step with a checkpoint (``KeyboardInterrupt``).
+    """
+    if name is not None:
+        overrides = (f"name={json.dumps(name)}", *overrides)
+    loaded = _recipe(recipe, overrides)
+    import_tensorflow()
+    from cnnctl.training.trainer import train as train_run
+
+    _tensorboard_while_training(runs_dir, tensorboard)
+    return train_run(loaded, os.fspath(runs_dir), progress=progress, announce=announce)
+
+
+def resume(run: RunLike, recipe: str | os.PathLike | None = None, overrides: Iterable[str] = (), *,
+           runs_dir: str | os.PathLike = "runs", force: bool = False, progress: bool = True,
+           tensorboard: Callable[[str], None] | None = None) -> TrainResult:
+    """Continue ``run`` from its newest checkpoint, with the recipe stored in it (``overrides`` applied: more
+    ``train.epochs`` trains a finished run further). A ``recipe`` file given must say the same as the stored one;
+    any change besides ``train.epochs`` needs ``force``. ``tensorboard``: as for ``train``."""
+    from cnnctl.training.resume import resume_recipe
+
+    found = find_run(run, runs_dir)
+    loaded = resume_recipe(found, os.fspath(recipe) if recipe is not None else None, tuple(overrides), force=force)
+    import_tensorflow()
+    from cnnctl.training.resume import resume as resume_run
+
+    _tensorboard_while_training(runs_dir, tensorboard)
+    return resume_run(found, loaded, progress=progress)
+
+
+def _tensorboard_while_training(runs_dir: str | os.PathLike, announce: Callable[[str], None] | None) -> None:
+    """TensorBoard on the runs folder in a background thread of this process: it ends with the process."""
+    if announce is None:
+        return
+    from cnnctl.tensorboard.server import start
+
+    os.makedirs(runs_dir, exist_ok=True)
+    url, _ = start(runs_dir, port=None)
+    announce(url)
+
+
+def evaluate(target: RunLike, *, split: str = "test", data: str | os.PathLike | None = None, best: bool = False,
+             runs_dir: str | os.PathLike = "runs", unsafe: bool = False, write: bool = True) -> EvalResult:
+    """Metrics, per-class precision, recall and F1, and the confusion matrix of ``target`` (a run, or a .keras
+    file) on ``split`` of the run's data, or on ``data`` (a recipe file whose data to use, or a folder of class
+    folders). ``best``: the run's best.keras. ``write``: also write RUN/eval/ (report.json, PNGs) and the
+    TensorBoard image. ``unsafe``: load a model Keras safe mode refuses, trusting the file."""
+    _must_exist(target, "run directory or model file")
+    if data is not None:
+        _must_exist(data, "recipe or folder (--data)")
+    import_tensorflow()
+    from cnnctl.serving.evaluate import evaluate as evaluate_model
+
+    return evaluate_model(target, split, os.fspath(data) if data is not None else None, runs_dir=runs_dir,
+                          model_file=layout.BEST if best else layout.MODEL, write=write, unsafe=unsafe)
+
+
+def predict(target: RunLike, inputs: Sequence[str | os.PathLike], *, top_k: int = 3, best: bool = False,
+            runs_dir: str | os.PathLike = "runs", on_error: str = "fail", unsafe: bool = False) -> Predictions:
+    """The top ``top_k`` classes of each image file, folder of images or .npy array in ``inputs``, decoded and
+    preprocessed exactly as training did; made batch by batch as the result is iterated. ``on_error``: ``fail``
+    stops at an image that cannot be decoded, ``skip`` leaves it out with a warning."""
+    _must_exist(target, "run directory or model file")
+    for given in inputs:
+        _must_exist(given, "file or folder")
+    if on_error not in ("fail", "skip"):
+        raise UserError(f"on_error is fail or skip, got {on_error!r}")
+    import_tensorflow()
+    from cnnctl.serving.predict import predict as predict_files
+
+    return predict_files(target, list(inputs), top_k=top_k, runs_dir=runs_dir,
+                         model_file=layout.BEST if best else layout.MODEL, on_error=on_error, unsafe=unsafe)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One export, written and checked: its record in metrics.json (``record``) and the figures most wanted."""
+
+    record: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.record["path"])
+
+    @property
+    def format(self) -> str:
+        return self.record["format"]
+
+    @property
+    def max_abs_diff(self) -> float:
+        """The largest difference between the export's outputs and the Keras model's on the held-out examples."""
+        return self.record["max_abs_diff"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.record)
+
+
+def export(fmt: str, run: RunLike, *, out: str | os.PathLike | None = None, force: bool = False,
+           quantize: str | None = None, runs_dir: str | os.PathLike = "runs", unsafe: bool = False) -> ExportResult:
+    """Export ``run``'s model with its preprocessing as ``fmt`` (savedmodel, keras, tflite, onnx), reload it with
+    its own runtime and compare it with Keras on held-out data; record the result in RUN/metrics.json. ``out``:
+    where to write (default RUN/export/...); ``force``: replace an earlier export there; ``quantize``: tflite's
+    dynamic, float16 or int8."""
+    from cnnctl.registry import FORMATS
+
+    spec_problem = _export_flag_problem(fmt, out, quantize, FORMATS)  # a flag mistake is told before TensorFlow
+    if spec_problem:
+        raise UserError(spec_problem)
+    if fmt in FORMATS:
+        FORMATS.get(fmt).require()  # a missing extra (onnx) too
+    _must_exist(run, "run directory")
+    import_tensorflow()
+    from cnnctl.exports.writer import export_run
+
+    found = find_run(run, runs_dir)
+    return ExportResult(export_run(fmt, found, out=os.fspath(out) if out is not None else None, force=force,
+                                   quantize=quantize, unsafe=unsafe))
+
+
+def serve_tensorboard(runs_dir: str | os.PathLike = "runs", *, port: int | None = None, host: str = "127.0.0.1",
+                      announce: Callable[[str], None] = print) -> None:
+    """Serve TensorBoard on ``runs_dir`` (every run's logs) until Ctrl-C or SIGTERM; ``announce`` gets its address.
+    Afterwards TensorBoard's threads may still run: a program should end without waiting for them."""
+    import_tensorflow()  # TensorBoard imports it; here its start-up notices are filtered out
+    from cnnctl.tensorboard.server import serve
+
+    serve(runs_dir, port=port, host=host, announce=announce)
+
+
+def _recipe(recipe: RecipeLike, overrides: Iterable[str]) -> Recipe:
+    if isinstance(recipe, Recipe):
+        if tuple(overrides):
+            raise UserError("overrides apply to a recipe file; change a Recipe with model_copy, or give its path")
+        return recipe
+    return load_recipe(recipe, overrides)
+
+
+def _must_exist(path: RunLike, what: str) -> None:
+    """A missing path is told at once, before TensorFlow loads (``latest`` is looked up later)."""
+    if isinstance(path, Run):
+        return
+    given = os.fspath(path)
+    if given != "latest" and not os.path.exists(given):
+        raise UserError(f"{given}: no such {what}{closest_path(given)}")
+
+
+def _export_flag_problem(fmt: str, out: str | os.PathLike | None, quantize: str | None, formats) -> str | None:
+    """What is wrong with ``export``'s format, ``out`` and ``quantize`` taken together, before anything loads."""
+    form = formats.get(fmt)
+    if form is None:
+        return None  # the writer names the formats there are
+    if quantize is not None and (form.options is None or "quantize" not in form.options.model_fields):
+        return f"only tflite exports are quantized, not {fmt}"
+    if out is not None and form.suffix is not None and not os.fspath(out).endswith(form.suffix):
+        return (f"{os.fspath(out)}: a {form.title or form.name} export is a {form.suffix} file; give a name ending "
+                f"in {form.suffix}")
+    return None

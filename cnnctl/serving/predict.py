@@ -1,0 +1,204 @@
+"""Image files, folders or .npy arrays -> the top classes of a run's model, as training saw its inputs.
+
+Images are decoded by the same function the image_dir source uses (its channel
+conversion, ``image_size`` and ``interpolation``), then go through the run's
+serving model (``cnnctl.serving.model``): the preprocessing of training, then the
+model in inference mode. Each example's answer does not depend on what else is
+in its batch. A ``.npy`` file holds one example of the stored shape, or a stack
+of them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnctl.data.preprocess import pixels_to_stored
+from cnnctl.data.sources.images import COLOR_MODES, decoder, describe_bad, undecodable
+from cnnctl.errors import UserError, closest_path, first_line
+from cnnctl.filekinds import IMAGE_EXTENSIONS
+from cnnctl.run import Run, layout
+from cnnctl.serving.model import RunModel, load_model
+from cnnctl.serving.outputs import class_scores, output_names
+
+_BATCH = 64
+
+
+class Predictions:
+    """The predictions of a model for a list of inputs, made batch by batch as they are iterated (memory holds one
+    batch of images, not all of them); iterating again gives the ones made so far, then goes on.
+
+    Each is ``{"input": name, "outputs": {output: {"top": [{"class", "index", "probability"}, ...]}}}`` (or
+    ``{"values": [...]}`` for an output that does not classify).
+    """
+
+    def __init__(self, loaded: RunModel, files: list[Path], *, top_k: int, on_error: str):
+        self.model = loaded.source
+        self.outputs = output_names(loaded.model)
+        self._made: list[dict] = []
+        self._making = _predictions(loaded, files, top_k=top_k, on_error=on_error)
+
+    def __iter__(self) -> Iterator[dict]:
+        yield from list(self._made)
+        for item in self._making:
+            self._made.append(item)
+            yield item
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON ``cnnctl predict --json`` prints (every prediction made)."""
+        return {"model": self.model, "outputs": self.outputs, "predictions": list(self)}
+
+
+def predict(target: str | os.PathLike | Run, inputs: list[str | os.PathLike], *, top_k: int = 3,
+            runs_dir: str | os.PathLike = "runs", model_file: str = layout.MODEL, on_error: str = "fail",
+            unsafe: bool = False) -> Predictions:
+    """Predictions of ``target``'s model (a run, ``latest`` or a .keras file) for each image or .npy file in
+    ``inputs`` (files and folders, in order), made as they are iterated.
+
+    ``on_error``: ``fail`` stops at an image that cannot be decoded, naming every such file; ``skip``
+    leaves them out with a warning (which costs one more decoding pass over the images). ``unsafe``: load a model
+    that Keras safe mode refuses, trusting the file (``cnnctl.model.saved``).
+    """
+    files = collect_inputs([os.fspath(i) for i in inputs])  # a wrong path is told before the model loads
+    loaded = load_model(target, runs_dir, model_file, unsafe=unsafe)
+    return Predictions(loaded, files, top_k=top_k, on_error=on_error)
+
+
+def _predictions(loaded: RunModel, files: list[Path], *, top_k: int, on_error: str) -> Iterator[dict]:
+    """One result per example, batch by batch."""
+    names = output_names(loaded.model)
+    logits = loaded.logits
+    class_names = loaded.class_names
+    for labels, x in example_batches(files, loaded, on_error=on_error):
+        outputs = [np.asarray(y) for y in keras.tree.flatten(loaded.serving.predict_on_batch(x))]
+        scores = [class_scores(values, flag) for values, flag in zip(outputs, logits, strict=True)]
+        for i, label in enumerate(labels):
+            per_output = {}
+            for name, values, probs in zip(names, outputs, scores, strict=True):
+                if probs is None:  # not a class vector: the values as they are
+                    per_output[name] = {"values": np.asarray(values[i]).tolist()}
+                    continue
+                order = np.argsort(-probs[i], kind="stable")[:top_k]
+                per_output[name] = {"top": [{"class": class_names[c] if c < len(class_names) else str(c),
+                                             "index": int(c), "probability": float(probs[i][c])} for c in order]}
+            yield {"input": label, "outputs": per_output}
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, folders as the images and .npy files inside them (sorted, recursively)."""
+    out: list[Path] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
+            if not found:
+                raise UserError(f"{given}: no images ({', '.join(IMAGE_EXTENSIONS)}) or .npy files in this folder")
+            out += found
+        elif path.is_file():
+            if _kind(path) is None:
+                raise UserError(f"{given}: cnnctl predicts on images ({', '.join(IMAGE_EXTENSIONS)}) and .npy "
+                                "arrays; convert the file to one of them")
+            out.append(path)
+        else:
+            raise UserError(f"{given}: no such file or folder{closest_path(given)}")
+    return out
+
+
+def example_batches(files: list[Path], loaded: RunModel, *,
+                    on_error: str = "fail") -> Iterator[tuple[list[str], np.ndarray]]:
+    """(names, float32 examples of the stored shape) in batches, in the order of ``files``.
+
+    Image files are decoded in parallel as the image_dir source decodes them; a
+    ``.npy`` file gives its example, or each of its stack (named ``file[i]``).
+    """
+    pending: list[Path] = []
+    for f in [*files, None]:
+        if f is not None and _kind(f) == "image":
+            pending.append(f)
+            continue
+        if pending:  # the images met so far, before this array (or the end)
+            yield from _image_batches(pending, loaded, on_error)
+            pending = []
+        if f is not None:
+            array = _read_npy(f, loaded.stored_shape)
+            names = [str(f)] if len(array) == 1 else [f"{f}[{i}]" for i in range(len(array))]
+            for i in range(0, len(array), _BATCH):
+                yield names[i:i + _BATCH], array[i:i + _BATCH]
+
+
+def _read_npy(path: Path, shape: tuple) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot read as a NumPy .npy array ({first_line(exc)})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive under any name
+        raise UserError(f"{path} is an .npz archive, not one .npy array; save the examples with numpy.save")
+    if tuple(array.shape) == shape:
+        array = array[None]
+    if tuple(array.shape[1:]) != shape or not np.issubdtype(array.dtype, np.number):
+        raise UserError(f"{path}: an array of shape {list(array.shape)} ({array.dtype}); the model takes numbers "
+                        f"of shape {list(shape)}, or a stack [N, {', '.join(map(str, shape))}]")
+    return array.astype("float32")
+
+
+def _image_batches(paths: list[Path], loaded: RunModel, on_error: str) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Decoded as the image_dir source decodes, put on the stored value range when that is not 0-255."""
+    shape = loaded.stored_shape
+    if len(shape) != 3 or shape[-1] not in COLOR_MODES:
+        raise UserError(f"{loaded.source} takes arrays of shape {list(shape)}, not images; give .npy files")
+    spec = loaded.recipe.data if loaded.recipe is not None else None
+    decode = decoder(SimpleNamespace(image_size=list(shape[:2]), color_mode=COLOR_MODES[shape[-1]],
+                                     interpolation=spec.interpolation if spec is not None else "bilinear"))
+    listed = np.array([os.fspath(p) for p in paths], str)
+    if on_error == "skip":
+        bad = set(undecodable(listed, decode))
+        if bad:
+            print(f"warning: skipped {len(bad)} image file{'s' if len(bad) > 1 else ''} that cannot be decoded: "
+                  f"{', '.join(sorted(bad)[:5])}{' ...' if len(bad) > 5 else ''}", file=sys.stderr)
+            listed = np.array([p for p in listed if p not in bad], str)
+        if not len(listed):
+            return
+    dataset = tf.data.Dataset.from_tensor_slices(listed).map(lambda p: decode(tf.io.read_file(p)),
+                                                             num_parallel_calls=tf.data.AUTOTUNE)
+    batches = iter(dataset.batch(_BATCH).prefetch(tf.data.AUTOTUNE))
+    start = 0
+    while True:
+        try:
+            x = next(batches).numpy()
+        except StopIteration:
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            bad = undecodable(listed, decode)
+            raise UserError((describe_bad(bad) if bad else "an image could not be read") +
+                            "\nremove them, or give --on-error skip to leave them out") from None
+        yield list(listed[start:start + len(x)]), pixels_to_stored(x.astype("float32"), loaded.record.stored)
+        start += len(x)
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    return "npy" if suffix == ".npy" else None
+
+
+def format_prediction(item: dict) -> list[str]:
+    """The lines of one input: the file (and output, if several), then the top classes with their probabilities."""
+    lines = []
+    several = len(item["outputs"]) > 1
+    for name, out in item["outputs"].items():
+        label = f"{item['input']}" + (f" [{name}]" if several else "")
+        if "top" in out:
+            shown = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in out["top"])
+        else:
+            shown = " ".join(f"{v:.4g}" for v in np.ravel(out["values"]))
+        lines.append(f"{label}  {shown}")
+    return lines
