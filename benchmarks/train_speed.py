@@ -64,12 +64,11 @@ def hand_written(epochs: int, seed: int = 42) -> tuple[float, int]:
 
 def with_cnnctl(epochs: int, tensorboard: bool) -> tuple[float, int]:
     """cnnctl's training of the same recipe: (fit seconds as metrics.json records them, training examples)."""
-    from cnnctl.recipe import load_recipe
-    from cnnctl.training.trainer import train
+    import cnnctl
 
     overrides = [f"train.epochs={epochs}", "export=[]", f"log.tensorboard={str(tensorboard).lower()}"]
     with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stderr(io.StringIO()):
-        metrics = train(load_recipe(str(RECIPE), overrides), runs).metrics
+        metrics = cnnctl.train(RECIPE, overrides, runs_dir=runs).metrics
     return metrics["train_seconds"], metrics["examples"]["train"]
 
 

@@ -44,6 +44,7 @@ RunLike = str | os.PathLike | Run
 def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Recipe:
     """The recipe file at ``path``, validated, with ``overrides`` (``"train.epochs=3"``: a dotted key path and a
     YAML value) applied; ``RecipeError`` lists every problem with its file:line:col and key path."""
+    _check_overrides(overrides)
     return _load_recipe(os.fspath(path), tuple(overrides))
 
 
@@ -198,11 +199,19 @@ def serve_tensorboard(runs_dir: str | os.PathLike = "runs", *, port: int | None 
 
 
 def _recipe(recipe: RecipeLike, overrides: Iterable[str]) -> Recipe:
+    _check_overrides(overrides)
     if isinstance(recipe, Recipe):
         if tuple(overrides):
             raise UserError("overrides apply to a recipe file; change a Recipe with model_copy, or give its path")
         return recipe
     return load_recipe(recipe, overrides)
+
+
+def _check_overrides(overrides: Iterable[str]) -> None:
+    """``overrides`` is a list of ``KEY=VALUE`` strings: one string (a runs folder given in its place) is refused."""
+    if isinstance(overrides, str | os.PathLike):
+        raise TypeError(f"overrides is a list of 'KEY=VALUE' strings, got {overrides!r}; the runs folder is "
+                        "given as runs_dir=")
 
 
 def _must_exist(path: RunLike, what: str) -> None:

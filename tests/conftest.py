@@ -1,13 +1,25 @@
-"""Shared helpers: the repository's recipes, and running the real `cnnctl` command."""
+"""Shared helpers: the repository's recipes, running the real `cnnctl` command, and the session's digits run.
+
+The suite runs on two workers (pytest-xdist, ``-n 2`` in pyproject.toml). Each test file goes to one worker
+as a whole, so a module's fixtures are made once; the tests of the shared digits run (``digits_run``) all
+go to the worker that trains it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one core per worker: TensorFlow's threads would only contend for it
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")  # (read when TensorFlow starts, in this process and
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")  # in the `cnnctl` processes the tests start)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "recipes" / "digits_cnn.yaml"
@@ -35,6 +47,66 @@ def release_built_recipe(name: str) -> None:
     _BUILT.pop(name, None)
 
 
+@dataclass(frozen=True)
+class DigitsRun:
+    """recipes/digits_cnn.yaml trained by the README's first command, ``cnnctl train recipes/digits_cnn.yaml``,
+    in a process of its own, in ``workdir`` (the run is ``workdir/runs/digits_cnn/STAMP``)."""
+
+    workdir: Path
+    path: Path
+    result: subprocess.CompletedProcess
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def copy(self, folder: Path, *, without: tuple[str, ...] = ()) -> Path:
+        """A copy of the run (as ``folder/runs/digits_cnn/STAMP``) for a test that changes it; ``without``: the
+        names of the run's files and folders left out. ``latest`` under ``folder/runs`` names the copy."""
+        target = folder / "runs" / "digits_cnn" / self.path.name
+        shutil.copytree(self.path, target, ignore=lambda _, names: [n for n in names if n in without])
+        return target
+
+
+# The groups that take longest, longest first (measured one after another on 2 cores: 45 s down to 10 s each): the
+# workers start on them and the short files fill in at the end. Only the order depends on this list; a file
+# missing from it runs after these.
+LONGEST_FIRST = [
+    "tests/training/test_crash_resume.py", "digits_run", "tests/data/test_sources.py", "tests/exports/test_writer.py",
+    "tests/model/test_zoo_rnn.py", "tests/model/test_zoo_digits_best.py", "zoo", "tests/training/test_resume.py",
+    "tests/tensorboard/test_server.py", "tests/training/test_trainer.py", "tests/exports/test_export_cli.py",
+    "tests/model/test_zoo_gnn_se.py", "tests/serving/test_eval_predict.py", "tests/recipe/test_fuzz_check.py",
+    "tests/data/test_keras_datasets.py", "tests/cli/test_bad_input.py", "tests/serving/test_outputs.py",
+    "tests/tensorboard/test_callbacks.py", "tests/serving/test_early_exit.py", "tests/test_api.py",
+    "tests/recipe/test_recipe_boundary.py", "tests/data/test_data_cli.py",
+]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep each test file on one worker (its module fixtures train once), every test of the shared digits run on
+    the worker that trains it, and the zoo's files together (they share its built models): ``--dist loadgroup``
+    runs a group on one worker. Then the longest groups first."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            shared = "digits_run" in getattr(item, "fixturenames", ())
+            item.add_marker(pytest.mark.xdist_group("digits_run" if shared else item.nodeid.split("::")[0]))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(rank)))
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> DigitsRun:
+    """The session's one trained digits run (see ``DigitsRun``): eval, predict and export tests read it; a test
+    that changes it works on ``digits_run.copy(tmp_path)``."""
+    workdir = tmp_path_factory.mktemp("digits_run")
+    result = run_cli("train", str(DIGITS), "--runs-dir", "runs", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_line = [line for line in result.stdout.splitlines() if line.startswith("run: ")]
+    assert len(run_line) == 1, result.stdout
+    return DigitsRun(workdir, workdir / run_line[0][len("run: "):], result)
+
+
 def datasets_of(recipe, normalization=None):
     """``recipe``'s data as training builds it: the data stage takes the data section and the seed.
     ``normalization``: a run's stored record (data.json's ``normalization``, a dict or a ``Normalization``)."""
@@ -57,10 +129,10 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 def train_text(text: str, runs_dir: Path) -> Path:
     """Train the recipe in ``text`` (in-process, quietly) into ``runs_dir``; the run directory."""
+    from cnnctl import train
     from cnnctl.recipe import load_recipe_text
-    from cnnctl.training.trainer import train
 
-    return train(load_recipe_text(text, "recipe.yaml"), str(runs_dir), progress=False).run.path
+    return train(load_recipe_text(text, "recipe.yaml"), runs_dir=runs_dir, progress=False).run.path
 
 
 def invoke(*args: str):

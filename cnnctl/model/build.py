@@ -52,7 +52,7 @@ def _build_deferred(recipe: Recipe, *, float32_outputs: bool) -> Built:
 
     Inside ``keras.StatelessScope(initialize_variables=False)`` Keras creates variables with their shapes but
     no values, so the weights are counted layer by layer (``_Budget``) before any is allocated; they are then
-    initialized in creation order, as a plain build does (the weights are equal: tests/cli/test_recipe_boundary).
+    initialized in creation order, as a plain build does (the weights are equal: tests/recipe/test_recipe_boundary.py).
     """
     pending = _uninitialized()
     before = len(pending)

@@ -17,21 +17,25 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from cnnctl.errors import Problem, RecipeError, did_you_mean
+from cnnctl.errors import Locator, Problem, RecipeError, did_you_mean
 from cnnctl.recipe.calls import Call, Graph, dedupe, snake, split_spec
 from cnnctl.recipe.expr import substitute
 from cnnctl.recipe.fields import SERIALIZED_FORM, SERIALIZED_KEYS
 from cnnctl.recipe.limits import MAX_CALLS, MAX_REPEAT
-from cnnctl.recipe.model_spec import BlockSpec
-from cnnctl.recipe.train_spec import per_output
+from cnnctl.recipe.model_spec import BlockSpec, ModelSpec
+from cnnctl.recipe.train_spec import TrainSpec, per_output
 from cnnctl.recipe.yaml_loader import format_path
 
-if TYPE_CHECKING:  # the schema imports this module: Recipe is only named here
-    from cnnctl.recipe.schema import Recipe
-
 __all__ = ["Call", "Graph", "resolve_graph", "snake", "split_spec"]  # Call, Graph, ...: see cnnctl.recipe.calls
+
+
+class Recipe(Locator, Protocol):
+    """What the resolver reads of a recipe: a ``cnnctl.recipe.schema.Recipe`` (whose ``graph`` calls this)."""
+
+    model: ModelSpec
+    train: TrainSpec
 
 NODE_KEYS = ("from", "share")
 REQUIRED = "required"  # a block parameter without a default

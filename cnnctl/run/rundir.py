@@ -58,6 +58,9 @@ class Run:
     def __str__(self) -> str:
         return str(self.path)
 
+    def __fspath__(self) -> str:  # a Run goes wherever a path does (open, shutil, os.path)
+        return str(self.path)
+
     @property
     def name(self) -> str:
         """The recipe's name: the folder above the stamp (``runs/digits_cnn/20250101-120000`` -> digits_cnn)."""

@@ -87,9 +87,9 @@ def serve(logdir: str | os.PathLike, port: int | None = None, host: str = "127.0
     TensorBoard's loader thread gets 5 s to finish; the caller should then end the process without waiting
     for TensorBoard's threads (``os._exit``).
     """
+    url, stop = start(logdir, port=port, host=host)  # a wrong folder or a busy port is told before any handler changes
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    url, stop = start(logdir, port=port, host=host)
     announce(url)
     try:
         while True:

@@ -1,6 +1,6 @@
 """The training options through the real CLI: located errors (exit 2) and the summary ``train`` prints.
 
-Malformed cases follow tests/cli/test_malformed.py: the recipe marks the line the error
+Malformed cases follow tests/recipe/test_malformed.py: the recipe marks the line the error
 must point at with ``# <-``; ``check`` sees everything that needs no data, ``train`` the rest.
 """
 
@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from cnnctl.cli import main
-from tests.cli.test_malformed import Case, chain, expected_prefix
 from tests.conftest import run_cli
+from tests.recipe.test_malformed import Case, chain, expected_prefix
 
 HEAD = "Dense: {units: 10, activation: softmax}"
 
@@ -177,21 +177,13 @@ def check_summary(stdout: str, runs_dir: Path) -> Path:
     return run
 
 
-def test_train_prints_a_summary_of_the_run(write_recipe, tmp_path):
-    path = write_recipe(EARLY_STOP)
-    runs = tmp_path / "runs"
-    result = CliRunner().invoke(main, ["train", str(path), "--runs-dir", str(runs)])
-    assert result.exit_code == 0, result.stderr
-    check_summary(result.stdout, runs)
-    assert "Epoch 2/10" in result.stderr and "Epoch" not in result.stdout  # progress on stderr only
-
-
 @pytest.mark.slow
-def test_train_summary_in_a_real_process(write_recipe, tmp_path):
+def test_train_prints_a_summary_of_the_run_in_a_real_process(write_recipe, tmp_path):
     path = write_recipe(EARLY_STOP)
     result = run_cli("train", str(path), "--runs-dir", "runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = check_summary(result.stdout, tmp_path / "runs")
     assert run.parent == tmp_path / "runs" / "t"
     assert len(result.stdout.splitlines()) == 10  # the table (5 lines) and 5 lines: nothing else on stdout
+    assert "Epoch 2/10" in result.stderr and "Epoch" not in result.stdout  # progress on stderr only
     assert "Traceback" not in result.stderr and "Warning" not in result.stderr

@@ -1,9 +1,10 @@
 """`cnnctl eval`, `predict` and `export` on model files that could run code: refused with exit 2 and one
 message, loaded only with --unsafe (after a warning).
 
-The run is real (trained here on digits); its model.keras is then replaced by a model
-with a Lambda layer whose code creates a marker file when it runs, or by the run's own
-archive with config.json rewritten to name a class from ``os``.
+The run is real: a copy of the session's digits run (tests/conftest.py), without its
+exports; its model.keras is then replaced by a model with a Lambda layer whose code
+creates a marker file when it runs, or by the run's own archive with config.json
+rewritten to name a class from ``os``.
 """
 
 from __future__ import annotations
@@ -17,26 +18,16 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import cli, invoke, invoke_fails, train_text
-from tests.unit.test_untrusted_models import touching
+from tests.conftest import cli, invoke, invoke_fails
+from tests.model.test_saved import touching
 
 pytestmark = pytest.mark.slow
 
-TINY = """\
-name: tiny
-seed: 1
-data: {batch_size: 64}
-model:
-  input: [8, 8, 1]
-  layers: [Flatten, {Dense: {units: 10, activation: softmax}}]
-train: {epochs: 1}
-log: {tensorboard: false}
-"""
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return train_text(TINY, tmp_path_factory.mktemp("tiny") / "runs")
+@pytest.fixture
+def trained(digits_run, tmp_path) -> Path:
+    """A copy of the session's digits run, without the export its recipe wrote."""
+    return digits_run.copy(tmp_path / "trained", without=("export",))
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import pytest
 from cnnctl.model import check_report
 from tests.conftest import built_recipe
 
+pytestmark = pytest.mark.xdist_group("zoo")  # one worker builds the zoo once for all three files
+
 
 def checked(name: str):
     """The built recipe (shared with the zoo's other tests) and its `cnnctl check --json` report."""

@@ -20,6 +20,8 @@ from cnnctl.recipe import load_recipe
 from cnnctl.recipe.catalogue import COLUMNS, documented_rows, list_recipes
 from tests.conftest import RECIPES, built_recipe, release_built_recipe
 
+pytestmark = pytest.mark.xdist_group("zoo")  # one worker builds the zoo once for all three files
+
 BIG = {"alexnet", "googlenet", "inception_v3", "mobilenet_v2", "resnet50", "vgg11", "vgg16"}  # > 3 s each
 
 

@@ -39,10 +39,10 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("project")
     files.write_image_dir(root / "photos", count=90, classes=3, size=12, mode="RGB", formats=("png",))
     (root / "recipe.yaml").write_text(RECIPE)
+    from cnnctl import train
     from cnnctl.recipe import load_recipe
-    from cnnctl.training.trainer import train
 
-    return root, train(load_recipe(str(root / "recipe.yaml")), str(root / "runs"), progress=False).run.path
+    return root, train(load_recipe(str(root / "recipe.yaml")), runs_dir=root / "runs", progress=False).run.path
 
 
 BROKEN = {

@@ -22,6 +22,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
+from cnnctl import train
 from cnnctl.data.pipeline import Datasets
 from cnnctl.pictures import font
 from cnnctl.recipe import load_recipe_text
@@ -38,7 +39,6 @@ from cnnctl.tensorboard.callbacks import (
 )
 from cnnctl.tensorboard.hparams import hparam_values, write_hparams
 from cnnctl.tensorboard.images import filter_tiles, first_conv, shows_images, tile_grid
-from cnnctl.training.trainer import train
 from tests.conftest import datasets_of
 
 VALIDATION_EXAMPLES = 180  # digits, 10 % held out for validation (stratified)
@@ -105,7 +105,7 @@ def images(acc: EventAccumulator, tag: str) -> list[tuple[int, np.ndarray]]:
 @pytest.fixture(scope="module")
 def conv_run(tmp_path_factory):
     """Every default on: 3 epochs, augmentation, ReduceLROnPlateau halving the rate after epochs 2 and 3."""
-    result = train(make_recipe(CONV), str(tmp_path_factory.mktemp("runs")), progress=False)
+    result = train(make_recipe(CONV), runs_dir=tmp_path_factory.mktemp("runs"), progress=False)
     return result.run
 
 
@@ -254,7 +254,7 @@ train:
 
 @pytest.mark.slow
 def test_hparams_declare_the_metrics_a_two_output_run_logs(tmp_path):
-    run = train(make_recipe(TWO_OUTPUTS), str(tmp_path), progress=False).run
+    run = train(make_recipe(TWO_OUTPUTS), runs_dir=tmp_path, progress=False).run
     names = ["loss", "early_loss", "final_loss", "early_accuracy", "final_accuracy", "final_top3"]
     assert declared_metrics(run) == {(group, f"epoch_{name}") for group in ("train", "validation") for name in names}
     for group in ("train", "validation"):  # every scalar Keras wrote per epoch is a column, and nothing else
@@ -266,7 +266,7 @@ def test_hparams_declare_the_metrics_a_two_output_run_logs(tmp_path):
 def test_mixed_class_weight_keys_train_with_hparams(tmp_path):
     """{0: 2.0, "1": 3}: the schema takes it and training uses it; the hparams once ended the run (sorting keys)."""
     text = CONV.replace("epochs: 3", "epochs: 1") + '  class_weight: {0: 2.0, "1": 3}\n'
-    run = train(make_recipe(text), str(tmp_path), progress=False).run
+    run = train(make_recipe(text), runs_dir=tmp_path, progress=False).run
     start = hparams_metadata.parse_session_start_info_plugin_data(
         events(run / "logs").SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content)
     assert start.hparams["train.class_weight"].string_value == '{"0": 2.0, "1": 3}'
@@ -278,7 +278,7 @@ def test_switches_off_and_profiler_on(tmp_path):
   tensorboard: {histogram_freq: 0, write_graph: false, input_images: 4, conv_filters: false,
                 confusion_matrix: false, hparams: false, profile_batch: [2, 3]}
 """
-    run = train(make_recipe(CONV.replace("  augment:", "  #"), log), str(tmp_path),
+    run = train(make_recipe(CONV.replace("  augment:", "  #"), log), runs_dir=tmp_path,
                 progress=False).run
     train_tags = tensor_tags(run / "logs" / "train")
     assert {"epoch_loss", "epoch_learning_rate"} <= train_tags
@@ -296,7 +296,7 @@ def test_switches_off_and_profiler_on(tmp_path):
 @pytest.mark.parametrize("switch", ["false", "{enabled: false}"])
 def test_tensorboard_false_writes_nothing(tmp_path, switch):
     run = train(make_recipe(CONV.replace("epochs: 3", "epochs: 1"), f"log: {{tensorboard: {switch}}}\n"),
-                str(tmp_path), progress=False).run
+                runs_dir=tmp_path, progress=False).run
     assert not (run / "logs").exists()
     assert (run / "history.csv").exists()
 
@@ -306,7 +306,7 @@ def test_dense_model_without_validation_has_no_filters_or_matrix(tmp_path):
     text = CONV.replace("    - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}\n", "")
     text = text.replace("  batch_size: 128\n", "  batch_size: 128\n  split: {validation: 0.0, test: 0.2}\n")
     text = text.replace("epochs: 3", "epochs: 1").replace("  callbacks:", "  monitor: null\n  #")
-    run = train(make_recipe(text), str(tmp_path), progress=False).run
+    run = train(make_recipe(text), runs_dir=tmp_path, progress=False).run
     assert tensor_tags(run / "logs") == {INPUTS_TAG, hparams_metadata.EXPERIMENT_TAG,
                                          hparams_metadata.SESSION_START_INFO_TAG}
     assert not (run / "logs" / "validation").exists()

@@ -73,11 +73,14 @@ def custom(tmp_path_factory) -> str:
 
 
 def test_a_run_with_cnnctls_own_layers_exports_and_evaluates_in_a_fresh_process(custom):
-    result = run_cli("export", "tflite", custom)
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = run_cli("eval", custom, "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["examples"] == 360
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # two fresh processes at once: export writes export/, eval eval/
+        exported, evaluated = pool.map(lambda args: run_cli(*args), [("export", "tflite", custom),
+                                                                     ("eval", custom, "--json")])
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads(evaluated.stdout)["examples"] == 360
     for fmt in ("savedmodel", "onnx"):  # in this process: the layers' conversion, not their registration
         assert "checked against Keras" in invoke("export", fmt, custom)
 

@@ -1,8 +1,9 @@
 """The whole path a user takes: train the seed recipe, read its run, eval it, export it.
 
-One full training of recipes/digits_cnn.yaml (about 30 s on 2 cores), by the real
-command in a subprocess, is shared by every test in this file; eval and export then
-run in-process (CliRunner), sparing a TensorFlow import each.
+The README's first command, run by the real command in a subprocess, is the session's
+shared digits run (``digits_run`` in tests/conftest.py, about 30 s on 2 cores); eval and
+export then run in-process (CliRunner), sparing a TensorFlow import each, on copies
+where they write into the run.
 """
 
 import csv
@@ -14,23 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import DIGITS, cli, invoke, run_cli
+from tests.conftest import DIGITS, cli, invoke
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e")
-    result = run_cli("train", str(DIGITS), "--runs-dir", "runs", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_line = [line for line in result.stdout.splitlines() if line.startswith("run: ")]
-    assert len(run_line) == 1, result.stdout
-    return workdir, workdir / run_line[0][len("run: "):], result
-
-
-def test_train_prints_held_out_accuracy(trained):
-    _workdir, run, result = trained
+def test_train_prints_held_out_accuracy(digits_run):
+    run, result = digits_run.path, digits_run.result
     test_row = next(line for line in result.stdout.splitlines() if line.startswith("test "))
     header = result.stdout.splitlines()[0].split()
     accuracy = float(test_row.split()[header.index("accuracy")])
@@ -44,8 +35,8 @@ def test_train_prints_held_out_accuracy(trained):
     assert "Warning" not in result.stderr, result.stderr[:2000]  # no library noise for the user
 
 
-def test_run_directory_layout(trained):
-    workdir, run, _ = trained
+def test_run_directory_layout(digits_run):
+    workdir, run = digits_run.workdir, digits_run.path
     assert run.parent == workdir / "runs" / "digits_cnn"
     for name in ["recipe.yaml", "model.keras", "best.keras", "history.csv", "metrics.json",
                  "checkpoints/ckpt-000006320.json", "checkpoints/ckpt-000006320/state.npz",
@@ -70,20 +61,20 @@ def test_run_directory_layout(trained):
     assert metrics["status"] == "completed"
 
 
-def test_stored_recipe_is_resolved_and_reloads(trained):
+def test_stored_recipe_is_resolved_and_reloads(digits_run):
     from cnnctl.recipe import load_recipe
 
-    _, run, _ = trained
+    run = digits_run.path
     stored = load_recipe(str(run / "recipe.yaml"))
     original = load_recipe(str(DIGITS))
     assert stored.model_dump() == original.model_dump()
     assert "shuffle: true" in (run / "recipe.yaml").read_text()  # defaults are written out
 
 
-def test_tensorboard_events_have_train_and_validation_scalars(trained):
+def test_tensorboard_events_have_train_and_validation_scalars(digits_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    _, run, _ = trained
+    run = digits_run.path
     for split in ("train", "validation"):
         events = EventAccumulator(str(run / "logs" / split), size_guidance={"tensors": 0})
         events.Reload()
@@ -92,9 +83,9 @@ def test_tensorboard_events_have_train_and_validation_scalars(trained):
         assert len(events.Tensors("epoch_loss")) == 40
 
 
-def test_eval_latest_matches_training_metrics(trained, monkeypatch):
-    workdir, run, _ = trained
-    monkeypatch.chdir(workdir)
+def test_eval_latest_matches_training_metrics(digits_run, tmp_path, monkeypatch):
+    run = digits_run.copy(tmp_path)  # eval writes eval/ and logs/eval into the run
+    monkeypatch.chdir(tmp_path)
     report = invoke("eval", "latest", "--json")
     metrics = json.loads((run / "metrics.json").read_text())
     assert report["examples"] == 360
@@ -103,8 +94,8 @@ def test_eval_latest_matches_training_metrics(trained, monkeypatch):
     assert best["metrics"]["accuracy"] == pytest.approx(metrics["best"]["value"], abs=1e-6)
 
 
-def test_saved_model_cli_reads_the_export(trained):
-    _, run, _ = trained
+def test_saved_model_cli_reads_the_export(digits_run):
+    run = digits_run.path
     cli = Path(sys.executable).with_name("saved_model_cli")
     result = subprocess.run([str(cli), "show", "--dir", str(run / "export" / "savedmodel"),
                              "--tag_set", "serve", "--signature_def", "serving_default"],
@@ -114,14 +105,14 @@ def test_saved_model_cli_reads_the_export(trained):
     assert "(-1, 10)" in result.stdout
 
 
-def test_export_matches_keras_on_single_examples(trained):
+def test_export_matches_keras_on_single_examples(digits_run):
     import keras
     import tensorflow as tf
 
     from cnnctl.recipe import load_recipe
     from tests.conftest import datasets_of
 
-    _, run, _ = trained
+    run = digits_run.path
     model = keras.saving.load_model(run / "model.keras")
     serve = tf.saved_model.load(str(run / "export" / "savedmodel")).signatures["serving_default"]
     x = datasets_of(load_recipe(str(run / "recipe.yaml"))).sample("test", 5, raw=True)[0]  # digits: as stored
@@ -134,9 +125,9 @@ def test_export_matches_keras_on_single_examples(trained):
     assert recorded["max_abs_diff"] <= 1e-5 and recorded["checked_examples"] == 360  # the whole test split
 
 
-def test_export_refuses_to_overwrite_then_writes_elsewhere(trained, tmp_path, monkeypatch):
-    workdir, run, _ = trained
-    monkeypatch.chdir(workdir)
+def test_export_refuses_to_overwrite_then_writes_elsewhere(digits_run, tmp_path, monkeypatch):
+    run = digits_run.copy(tmp_path)  # the export is recorded in the run's metrics.json
+    monkeypatch.chdir(tmp_path)
     again = cli("export", "savedmodel", str(run))
     assert again.exit_code == 2 and "--force" in again.stderr and "Traceback" not in again.output, again.exception
     out = tmp_path / "served"

@@ -74,7 +74,10 @@ def test_a_cached_file_with_a_wrong_checksum_is_told_when_downloading_it_again_f
     assert not partial.exists()
 
 
-def test_without_a_cached_file_the_offline_message_is_unchanged(tmp_path, offline):
-    error = error_of(check_data(tmp_path, "mnist"))
+def test_without_a_cached_file_the_offline_message_names_the_url_and_the_alternatives(tmp_path, offline):
+    result = check_data(tmp_path, "mnist")
+    error = error_of(result)
     assert "could not load keras:mnist" in error and str(offline) in error
-    assert "source: image_dir" in error and "damaged" not in error
+    assert "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz" in error
+    assert "source: image_dir" in error and "source: npz" in error and "damaged" not in error
+    assert result.stdout == ""  # Keras's "Downloading data from ..." goes to stderr

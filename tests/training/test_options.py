@@ -1,9 +1,8 @@
 """The training options of a recipe, resolved into Keras objects without training.
 
-Schedules (``decay_steps: auto``), callbacks (vetted names, files kept inside the run),
-class weights (sklearn's ``balanced``; by index or class name), dtype policies
+Schedules (``decay_steps: auto``), class weights (sklearn's ``balanced``; by index or class name), dtype policies
 (``auto`` on the GPUs that gain; no global policy leaks), and what reaches
-``model.compile``. Real training runs are in test_training_runs.py.
+``model.compile``. Callbacks are in test_callbacks.py, real training runs in test_trainer.py.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from cnnctl.model.objects import build_optimizer
 from cnnctl.model.precision import policy_scope, resolve_policy
 from cnnctl.model.schedules import PLACEHOLDER_STEPS
 from cnnctl.recipe import load_recipe_text
-from cnnctl.training.callbacks import build_callbacks
-from cnnctl.training.options import balanced_weights, class_weights, logged_names
+from cnnctl.training.options import balanced_weights, class_weights
 from cnnctl.training.preflight import check_training
 from cnnctl.training.summary import format_summary
 
@@ -114,72 +112,6 @@ def test_piecewise_constant_decay_by_step():
     spec = "optimizer: {SGD: {learning_rate: {PiecewiseConstantDecay: {boundaries: [10, 20], values: [1, 0.1, 0.01]}}}}"
     schedule = schedule_of(build_optimizer(recipe(spec)))
     assert [float(schedule(s)) for s in (5, 15, 25)] == pytest.approx([1.0, 0.1, 0.01])
-
-
-# -- callbacks ------------------------------------------------------------------------------------
-
-
-def _callbacks(train: str, run: Path, *, has_validation: bool = True, schedule: bool = False):
-    r = recipe(train)
-    model = build(r).model
-    compile_model(model, r)
-    return build_callbacks(r, run, logged=logged_names(model, r, has_validation), has_validation=has_validation,
-                           schedule=schedule)
-
-
-def test_callbacks_are_keras_own_with_their_arguments(tmp_path):
-    made = _callbacks("""
-        callbacks:
-          - EarlyStopping: {monitor: val_accuracy, patience: 3, min_delta: 0.01, restore_best_weights: true}
-          - ReduceLROnPlateau
-          - TerminateOnNaN
-          - CSVLogger: {filename: extra/log.csv}
-        """, tmp_path)
-    assert [type(c) for c in made] == [keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau,
-                                       keras.callbacks.TerminateOnNaN, keras.callbacks.CSVLogger]
-    early = made[0]
-    assert (early.monitor, early.patience, early.min_delta, early.restore_best_weights) == \
-        ("val_accuracy", 3, 0.01, True)
-    assert made[3].filename == str(tmp_path / "extra" / "log.csv")  # inside the run directory
-
-
-@pytest.mark.parametrize("filename", ["../log.csv", "extra/../../log.csv", "/tmp/log.csv", "history.csv",
-                                      "checkpoints/log.csv", "metrics.json", ""])
-def test_callback_files_stay_inside_the_run_and_off_its_own_files(filename, tmp_path):
-    with pytest.raises(RecipeError) as excinfo:
-        _callbacks(f"callbacks: [{{CSVLogger: {{filename: '{filename}'}}}}]", tmp_path)
-    assert "train.callbacks[0].CSVLogger.filename:" in problem_of(excinfo)
-
-
-@pytest.mark.parametrize(("name", "advice"), [
-    ("ModelCheckpoint", "train.monitor"), ("BackupAndRestore", "checkpoints/"), ("TensorBoard", "log.tensorboard"),
-    ("LambdaCallback", "runs Python code"), ("RemoteMonitor", "history.csv"),
-    ("LearningRateScheduler", "learning_rate a schedule"),
-])
-def test_refused_callbacks_say_what_to_use_instead(name, advice, tmp_path):
-    with pytest.raises(RecipeError) as excinfo:
-        _callbacks(f"callbacks: [{name}]", tmp_path)
-    assert f"callback {name} is not available in a recipe" in problem_of(excinfo)
-    assert advice in problem_of(excinfo)
-
-
-def test_early_stopping_default_monitor_needs_a_validation_split(tmp_path):
-    with pytest.raises(RecipeError) as excinfo:
-        _callbacks("callbacks: [EarlyStopping]", tmp_path, has_validation=False)
-    message = problem_of(excinfo)
-    assert "watches 'val_loss' by default" in message and "no val_ metrics" in message and "loss" in message
-
-
-def test_reduce_lr_on_plateau_and_a_schedule_exclude_each_other(tmp_path):
-    with pytest.raises(RecipeError) as excinfo:
-        _callbacks("callbacks: [ReduceLROnPlateau]", tmp_path, schedule=True)
-    assert "remove one of the two" in problem_of(excinfo)
-
-
-def test_callback_argument_types_are_checked_before_training(tmp_path):
-    with pytest.raises(RecipeError) as excinfo:
-        _callbacks("callbacks: [{EarlyStopping: {patience: '3'}}]", tmp_path)
-    assert "EarlyStopping.patience is a whole number, got '3'" in problem_of(excinfo)
 
 
 # -- class weights --------------------------------------------------------------------------------

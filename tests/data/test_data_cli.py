@@ -1,9 +1,9 @@
-"""The data side through the `cnnctl` command: schema errors, check --data, paths, offline sources.
+"""The data side through the `cnnctl` command: schema errors, check --data, paths.
 
 Each case writes its own data (tests/datafiles.py) into a user's project folder and
 runs the command from another directory, as a user with a recipe elsewhere would.
 The command runs in-process (CliRunner, the working directory set with monkeypatch.chdir);
-only the offline Keras dataset runs in a subprocess, where KERAS_HOME is read afresh.
+the offline Keras datasets are in test_keras_datasets.py, in processes of their own.
 Schema errors exit before TensorFlow loads (well under a second); anything that
 loads data imports TensorFlow and is marked slow. xfail(strict) cases are bugs.
 """
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests import datafiles as files
-from tests.conftest import cli, run_cli
+from tests.conftest import cli
 
 COUNTS = {"cat": 20, "dog": 30, "fish": 25}  # 75 images, a little imbalanced (1.5x)
 
@@ -213,30 +213,6 @@ def test_check_data_with_skip_counts_only_the_images_it_keeps(tmp_path, monkeypa
     assert "1 image file cannot be decoded" in result.stderr and "left out" in result.stderr
     assert "broken.png" in result.stderr
     assert sum(json.loads(result.stdout)["data"]["sizes"].values()) == 75
-
-
-# --- offline sources -----------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_keras_dataset_offline_names_the_url_and_the_alternatives(tmp_path, monkeypatch):
-    home = tmp_path / "keras_home"
-    home.mkdir()
-    monkeypatch.setenv("KERAS_HOME", str(home))  # an empty cache: Keras must download
-    (tmp_path / "recipe.yaml").write_text(
-        "name: m\ndata: {source: 'keras:mnist'}\n"
-        "model: {input: [28, 28, 1], layers: [Flatten, {Dense: {units: 10, activation: softmax}}]}\n")
-    result = run_cli("check", "recipe.yaml", "--data", cwd=tmp_path)
-    if result.returncode == 0:
-        pytest.skip("this machine could download mnist")
-    assert result.returncode == 2, result.stderr
-    error = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
-    assert "could not load keras:mnist" in error
-    assert "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz" in error
-    assert str(home / "datasets") in error
-    assert "source: image_dir" in error and "source: npz" in error
-    assert result.stdout == ""  # Keras's "Downloading data from ..." goes to stderr
-    no_traceback(result)
 
 
 # --- paths ---------------------------------------------------------------------------------------

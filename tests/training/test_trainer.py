@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import pytest
 
+from cnnctl import train
 from cnnctl.recipe import load_recipe_text
 from cnnctl.training.checkpoint import latest_checkpoint
 from cnnctl.training.preflight import prepare
-from cnnctl.training.trainer import train
 from tests.conftest import datasets_of
 
 DENSE = """
@@ -60,7 +60,7 @@ def test_learning_rate_follows_warmup_then_cosine_through_a_run(tmp_path):
         epochs: 6
         optimizer: {Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.0, warmup_target: 1.0e-2,
                                                          warmup_steps: 20, decay_steps: auto}}}}
-        """), str(tmp_path), progress=False)
+        """), runs_dir=tmp_path, progress=False)
     per_epoch = math.ceil(TRAIN_EXAMPLES / 128)  # 10
     assert result.metrics["training"]["steps_per_epoch"] == per_epoch
     assert result.metrics["training"]["steps"] == 6 * per_epoch  # 60 optimizer steps were taken
@@ -83,7 +83,7 @@ def test_early_stopping_ends_the_run_before_train_epochs(tmp_path):
     result = train(recipe("""
         epochs: 10
         callbacks: [{EarlyStopping: {monitor: val_loss, patience: 1, min_delta: 10.0}}]
-        """), str(tmp_path), progress=False)
+        """), runs_dir=tmp_path, progress=False)
     assert [row["epoch"] for row in history(result.run)] == [1, 2]
     assert result.metrics["epochs"] == 2
     assert result.metrics["training"]["stopped_by"] == "EarlyStopping"
@@ -98,7 +98,7 @@ def test_reduce_lr_on_plateau_lowers_the_learning_rate(tmp_path):
         callbacks:
           - ReduceLROnPlateau: {monitor: val_loss, factor: 0.5, patience: 1, min_delta: 10.0}
           - CSVLogger: {filename: extra/keras_log.csv}
-        """), str(tmp_path), progress=False)
+        """), runs_dir=tmp_path, progress=False)
     # the rate each epoch ended with, before the callback acted: halved after every epoch from the second
     assert [row["learning_rate"] for row in history(result.run)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
     assert result.metrics["training"]["learning_rate"] == pytest.approx(2.5e-4)
@@ -118,7 +118,7 @@ def test_keras_weights_the_loss_by_class(tmp_path):
         class_weight: {0: 5.0, '3': 0.25, 7: 2}
         monitor: null
         """, model=DENSE.replace("batch_size: 128", "batch_size: 2048"))
-    result = train(r, str(tmp_path), progress=False)
+    result = train(r, runs_dir=tmp_path, progress=False)
     model = keras.saving.load_model(result.run / "model.keras")
     x, y = (np.concatenate(part) for part in zip(*datasets_of(r)["train"].as_numpy_iterator(), strict=True))
     assert len(y) == TRAIN_EXAMPLES
@@ -152,7 +152,7 @@ def test_mixed_precision_trains_on_cpu_and_its_models_reload(precision, tmp_path
 
     policy = f"mixed_{precision}"
     r = recipe(f"epochs: 2\nmixed_precision: {precision}", model=CNN + "export: [savedmodel]\n")
-    result = train(r, str(tmp_path), progress=False)
+    result = train(r, runs_dir=tmp_path, progress=False)
     assert keras.config.dtype_policy().name == "float32"  # the run left the global policy as it was
     assert result.metrics["training"]["mixed_precision"] == policy
     assert all(np.isfinite(v) for v in result.metrics["train"].values())
@@ -176,7 +176,7 @@ def test_mixed_precision_trains_on_cpu_and_its_models_reload(precision, tmp_path
 @pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])  # XLA: ~20 s on CPU
 def test_xla_and_steps_per_execution_reach_fit(jit_compile, tmp_path):
     r = recipe(f"epochs: 2\njit_compile: {str(jit_compile).lower()}\nsteps_per_execution: 4")
-    result = train(r, str(tmp_path), progress=False)
+    result = train(r, runs_dir=tmp_path, progress=False)
     training = result.metrics["training"]
     assert training["jit_compile"] is jit_compile and training["steps_per_execution"] == 4
     assert training["steps"] == 2 * math.ceil(TRAIN_EXAMPLES / 128)  # every batch still takes a step
@@ -199,7 +199,7 @@ def test_a_diverging_run_stops_at_once_and_is_marked_failed(tmp_path, callbacks)
     from cnnctl.errors import CnnctlError
 
     with pytest.raises(CnnctlError) as excinfo:
-        train(recipe(NAN_TRAIN + f"callbacks: {callbacks}", model=DIVERGES), str(tmp_path), progress=False)
+        train(recipe(NAN_TRAIN + f"callbacks: {callbacks}", model=DIVERGES), runs_dir=tmp_path, progress=False)
     message = str(excinfo.value)
     assert excinfo.value.exit_code == 1
     assert message.startswith("training stopped: the training loss became nan at epoch 1, step ")
@@ -219,7 +219,7 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(tmp_path):
     diverging = NAN_TRAIN.replace("1.0e+30", "{ExponentialDecay: {initial_learning_rate: 1.0e-3, decay_steps: 10, "
                                              "decay_rate: 1.0e+30, staircase: true}}")
     with pytest.raises(CnnctlError) as excinfo:
-        train(recipe(diverging, model=DIVERGES), str(tmp_path), progress=False)
+        train(recipe(diverging, model=DIVERGES), runs_dir=tmp_path, progress=False)
     (run,) = (tmp_path / "t").iterdir()
     assert "at epoch 2, step" in str(excinfo.value) and "the last good checkpoint (epoch 1)" in str(excinfo.value)
     kept = latest_checkpoint(run)
@@ -236,7 +236,7 @@ def test_swap_ema_weights_best_keras_holds_the_weights_validation_measured(tmp_p
         callbacks: [SwapEMAWeights]
         monitor: val_accuracy
     """)
-    result = train(r, str(tmp_path), progress=False)
+    result = train(r, runs_dir=tmp_path, progress=False)
     best = result.metrics["best"]
     model = keras.saving.load_model(result.run / "best.keras")
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -266,7 +266,7 @@ def test_a_nan_in_the_data_stops_the_run_at_the_step_that_read_it(tmp_path):
     steps = [i + 1 for i, (x, _) in enumerate(datasets_of(r)["train"]) if np.isnan(x.numpy()).any()]
     assert len(steps) == 1 and steps[0] > 1  # one batch of the 25 holds it, not the first
     with pytest.raises(CnnctlError) as excinfo:
-        train(r, str(tmp_path / "runs"), progress=False)
+        train(r, runs_dir=tmp_path / "runs", progress=False)
     assert f"the training loss became nan at epoch 1, step {steps[0]};" in str(excinfo.value)
 
 
@@ -278,7 +278,7 @@ def test_nan_weights_under_a_finite_loss_are_never_saved(tmp_path):
     r = poisoned(tmp_path, "[Flatten, {Dense: {units: 32, activation: relu}}, {Dense: {units: 10, "
                            "activation: softmax}}]")
     with pytest.raises(CnnctlError) as excinfo:
-        train(r, str(tmp_path / "runs"), progress=False)
+        train(r, runs_dir=tmp_path / "runs", progress=False)
     message = str(excinfo.value)
     assert "the weights became NaN or infinite by epoch 1 (" in message and "dense/kernel" in message
     assert "though the loss stayed finite" in message and "no epoch had finished" in message

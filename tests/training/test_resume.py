@@ -6,7 +6,7 @@ has (shuffling, RandomTranslation, Dropout) and callbacks that keep state
 checkpoint every 7 steps and keeps them all. A crash is what it leaves: a copy of
 the run with the checkpoints after the n-th removed (and no model.keras). The
 resumed copy must end with the same weights (bit for bit), history.csv and CSV
-log. tests/cli/test_crash_resume.py kills real processes.
+log. tests/training/test_crash_resume.py kills real processes.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import pytest
 
+from cnnctl import train
 from cnnctl.errors import UserError
 from cnnctl.recipe import load_recipe, load_recipe_text
 from cnnctl.run import Run
 from cnnctl.training import checkpoint
 from cnnctl.training.resume import resume, resume_recipe
-from cnnctl.training.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def weights(run_path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    result = train(load_recipe_text(RECIPE, "r.yaml"), str(tmp_path_factory.mktemp("runs")), progress=False)
+    result = train(load_recipe_text(RECIPE, "r.yaml"), runs_dir=tmp_path_factory.mktemp("runs"), progress=False)
     return result.run.path
 
 
@@ -129,7 +129,7 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(referenc
     run = Run(tmp_path / "finished")
     shutil.copytree(reference, run.path)
     extended = resume(run, resume_recipe(run, None, ["train.epochs=6"]), progress=False)
-    longer = train(load_recipe_text(RECIPE.replace("epochs: 4", "epochs: 6"), "r.yaml"), str(tmp_path / "runs"),
+    longer = train(load_recipe_text(RECIPE.replace("epochs: 4", "epochs: 6"), "r.yaml"), runs_dir=tmp_path / "runs",
                    progress=False)
     assert extended.metrics["epochs"] == 6 and extended.metrics["training"]["epochs_planned"] == 6
     for a, b in zip(weights(run.path), weights(longer.run.path), strict=True):
@@ -248,7 +248,7 @@ def test_a_run_early_stopping_ended_is_finished_without_training_on(tmp_path):
     run would have (the best weights restored), not with the epochs EarlyStopping had called off."""
     text = RECIPE.replace("patience: 8, restore_best_weights: true",
                           "monitor: val_loss, patience: 1, min_delta: 10.0, restore_best_weights: true")
-    first = train(load_recipe_text(text, "r.yaml"), str(tmp_path / "runs"), progress=False)
+    first = train(load_recipe_text(text, "r.yaml"), runs_dir=tmp_path / "runs", progress=False)
     assert first.metrics["epochs"] == 2 and first.metrics["training"]["stopped_by"] == "EarlyStopping"
     expected = weights(first.run.path)
     (first.run / "model.keras").unlink()

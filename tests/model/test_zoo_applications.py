@@ -13,6 +13,8 @@ import pytest
 from cnnctl.model import check_report
 from tests.conftest import RECIPES, built_recipe
 
+pytestmark = pytest.mark.xdist_group("zoo")  # one worker builds the zoo once for all three files
+
 
 @pytest.mark.slow
 def test_resnet50_matches_keras_applications():

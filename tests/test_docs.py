@@ -9,7 +9,7 @@ from cnnctl.model import build
 from cnnctl.recipe import load_recipe_text
 from cnnctl.recipe.reference import BEGIN, END, reference_markdown
 
-DOCS = Path(__file__).parents[2] / "docs" / "recipe.md"
+DOCS = Path(__file__).parents[1] / "docs" / "recipe.md"
 
 
 def test_generated_reference_is_up_to_date():

@@ -52,10 +52,10 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("project")
     files.write_image_dir(root / "photos", count=300, classes=3, size=20, mode="RGB", formats=("png",))
     (root / "recipe.yaml").write_text(RECIPE)
+    from cnnctl import train
     from cnnctl.recipe import load_recipe
-    from cnnctl.training.trainer import train
 
-    result = train(load_recipe(str(root / "recipe.yaml")), str(root / "runs"), progress=False)
+    result = train(load_recipe(str(root / "recipe.yaml")), runs_dir=root / "runs", progress=False)
     assert result.metrics["test"]["accuracy"] > 0.6, result.metrics  # chance is 1/3: the run learned something
     return root, result.run.path
 

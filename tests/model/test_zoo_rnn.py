@@ -10,9 +10,9 @@ from pathlib import Path
 import keras
 import pytest
 
+from cnnctl import train
 from cnnctl.model import build
 from cnnctl.recipe import load_recipe
-from cnnctl.training.trainer import train
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 RECURRENT = {"digits_lstm": "LSTM", "digits_gru": "GRU", "digits_bilstm": "Bidirectional", "digits_cnn_rnn": "LSTM"}
@@ -67,6 +67,6 @@ def test_cnn_rnn_is_a_conv_branch_and_a_recurrent_branch_concatenated():
 @pytest.mark.parametrize("name", sorted(RECURRENT))
 def test_recipe_trains_as_shipped_to_its_measured_accuracy(name, tmp_path):
     path = RECIPES / f"{name}.yaml"
-    run = train(load_recipe(str(path)), str(tmp_path), progress=False).run.path
+    run = train(load_recipe(str(path)), runs_dir=tmp_path, progress=False).run.path
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["test"]["accuracy"] >= floor(path), metrics["test"]

@@ -211,15 +211,15 @@ def deterministic_ops_then_off():
 
 def test_a_full_disk_fails_the_run_and_loses_nothing(workdir, uninterrupted, small_disk, monkeypatch,
                                                      deterministic_ops_then_off):
+    from cnnctl import train
     from cnnctl.errors import CnnctlError
     from cnnctl.recipe import load_recipe
     from cnnctl.run import Run
     from cnnctl.training.resume import resume
-    from cnnctl.training.trainer import train
 
     monkeypatch.chdir(workdir)
     with pytest.raises(CnnctlError) as excinfo:  # checkpoints and best.keras of 5.4 MB each: 12 MB fills up
-        train(load_recipe("crash.yaml"), str(small_disk), progress=False)
+        train(load_recipe("crash.yaml"), runs_dir=small_disk, progress=False)
     (run,) = (small_disk / "crash").iterdir()
     message = str(excinfo.value)
     assert excinfo.value.exit_code == 1

@@ -548,7 +548,7 @@ def test_synthetic_sizes_shape_classes_and_seed():
 
 
 def test_a_small_model_learns_synthetic_data(tmp_path):
-    from cnnctl.training.trainer import train
+    from cnnctl import train
 
     text = """
     name: synth
@@ -558,7 +558,7 @@ def test_a_small_model_learns_synthetic_data(tmp_path):
     train: {epochs: 3, optimizer: {Adam: {learning_rate: 0.01}}}
     log: {tensorboard: false}
     """
-    result = train(load_recipe_text(textwrap.dedent(text)), str(tmp_path / "runs"), progress=False)
+    result = train(load_recipe_text(textwrap.dedent(text)), runs_dir=tmp_path / "runs", progress=False)
     assert result.metrics["examples"] == {"train": 280, "validation": 40, "test": 80}
     assert result.metrics["test"]["accuracy"] >= 0.8  # chance is 0.25
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
+from cnnctl import train
 from cnnctl.recipe import load_recipe
-from cnnctl.training.trainer import train
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 
@@ -32,7 +32,7 @@ def floor(path: Path) -> float:
 def train_shipped(name: str, runs_dir: Path) -> keras.Model:
     """Train ``recipes/NAME.yaml`` unchanged; assert its test accuracy reaches the floor; the saved model."""
     path = RECIPES / f"{name}.yaml"
-    run = train(load_recipe(str(path)), str(runs_dir), progress=False).run.path
+    run = train(load_recipe(str(path)), runs_dir=runs_dir, progress=False).run.path
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= floor(path), metrics["test"]
     return keras.saving.load_model(run / "model.keras")  # safe mode: cnnctl's layers reload as themselves

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cnnctl import train
 from cnnctl.data.record import read_record
 from cnnctl.errors import CnnctlError, RecipeError, UserError
 from cnnctl.exports.formats.tflite import QUANTIZED
 from cnnctl.exports.writer import export_run
 from cnnctl.recipe import load_recipe, load_recipe_text
 from cnnctl.recipe.load import dump_recipe
-from cnnctl.training.trainer import train
 from tests.conftest import datasets_of
 from tests.datafiles import write_image_dir
 
@@ -54,7 +54,7 @@ log: {{tensorboard: false}}
 
 def make_run(runs, name: str, *, epochs: int = 4, lr: str = "3.0e-3", extra: str = "", model: str | None = None):
     text = CNN.format(name=name, epochs=epochs, lr=lr, extra=extra) if model is None else model
-    return train(load_recipe_text(textwrap.dedent(text), f"{name}.yaml"), str(runs), progress=False).run
+    return train(load_recipe_text(textwrap.dedent(text), f"{name}.yaml"), runs_dir=runs, progress=False).run
 
 
 @pytest.fixture(scope="module")
