@@ -18,6 +18,7 @@ from cnnctl.api import (
     check,
     evaluate,
     export,
+    load_model,
     load_recipe,
     predict,
     resume,
@@ -28,5 +29,20 @@ from cnnctl.errors import CnnctlError, RecipeError, UserError
 from cnnctl.recipe import Recipe
 from cnnctl.run import Run
 
-__all__ = ["CnnctlError", "ExportResult", "Recipe", "RecipeError", "Run", "UserError", "__version__", "check",
-           "evaluate", "export", "load_recipe", "predict", "resume", "serve_tensorboard", "train"]
+# The result types live with the stages that make them, which import TensorFlow: loaded when first named.
+_RESULTS = {"TrainResult": "cnnctl.training.trainer", "CheckReport": "cnnctl.training.check",
+            "EvalResult": "cnnctl.serving.evaluate", "Predictions": "cnnctl.serving.predict",
+            "RunModel": "cnnctl.serving.model"}
+
+
+def __getattr__(name: str):
+    if name in _RESULTS:
+        import importlib
+
+        return getattr(importlib.import_module(_RESULTS[name]), name)
+    raise AttributeError(f"module 'cnnctl' has no attribute {name!r}")
+
+
+__all__ = ["CheckReport", "CnnctlError", "EvalResult", "ExportResult", "Predictions", "Recipe", "RecipeError", "Run",
+           "RunModel", "TrainResult", "UserError", "__version__", "check", "evaluate", "export", "load_model",
+           "load_recipe", "predict", "resume", "serve_tensorboard", "train"]

@@ -8,12 +8,14 @@ print(cnnctl.evaluate(result.run).metrics["accuracy"])
 cnnctl.export("savedmodel", result.run)
 ```
 
-A recipe is given as a path or a ``Recipe`` (``load_recipe``); a run as a path, ``"latest"``
-(the newest under ``runs_dir``) or a ``Run``. The functions return typed results, write
-progress and warnings to stderr, never print results and never exit: a mistake in
-what the caller gave raises ``RecipeError`` or ``UserError`` (the command's exit 2), a
-job that fails ``CnnctlError`` (exit 1). Importing this module costs no TensorFlow;
-each function imports what it needs.
+A recipe to train or check is given as a path or a ``Recipe`` (``load_recipe``); a run as a
+path, ``"latest"`` (the newest under ``runs_dir``) or a ``Run``; ``evaluate``, ``predict`` and
+``load_model`` also take a ``.keras`` file (their ``target``). Results are dataclasses
+(``TrainResult``, ``CheckReport``, ``EvalResult``, ``Predictions``, ``ExportResult``) whose
+details are the JSON the commands print. Progress and warnings go to stderr; nothing
+returns by printing, and nothing exits: a mistake in what the caller gave raises
+``RecipeError`` or ``UserError`` (the command's exit 2), a job that fails ``CnnctlError``
+(exit 1). Importing this module costs no TensorFlow; each function imports what it needs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +36,12 @@ from cnnctl.run import Run, find_run, layout
 
 if TYPE_CHECKING:
     from cnnctl.serving.evaluate import EvalResult
+    from cnnctl.serving.model import RunModel
     from cnnctl.serving.predict import Predictions
     from cnnctl.training.check import CheckReport
     from cnnctl.training.trainer import TrainResult
+
+SPLITS = ("train", "validation", "test")
 
 RecipeLike = str | os.PathLike | Recipe
 RunLike = str | os.PathLike | Run
@@ -53,8 +59,9 @@ def check(recipe: RecipeLike, overrides: Iterable[str] = (), *, data: bool = Fal
     """Everything ``train`` would refuse in ``recipe``, found without training, and its model explained: layers,
     output shapes, parameters, multiply-adds, receptive field. ``data``: load the data too (split sizes, classes,
     every image decoded); ``graph``: draw the layer graph to this .svg or .png file."""
-    if graph is not None and os.path.splitext(os.fspath(graph))[1].lower() not in (".svg", ".png"):
-        raise UserError(f"{os.fspath(graph)}: the graph is drawn to a .svg or .png file; give one of those")
+    problem = graph_problem(graph)
+    if problem:
+        raise UserError(problem)
     loaded = _recipe(recipe, overrides)  # recipe errors surface here, before TensorFlow loads
     import_tensorflow()
     from cnnctl.training.check import check_recipe
@@ -72,14 +79,17 @@ def train(recipe: RecipeLike, overrides: Iterable[str] = (), *, runs_dir: str | 
     ``tensorboard(url)``: also serve TensorBoard on ``runs_dir`` while training, at ``url``.
     Ctrl-C or SIGTERM stops after the current step with a checkpoint (``KeyboardInterrupt``).
     """
-    if name is not None:
+    _check_overrides(overrides)
+    if name is not None and not isinstance(recipe, Recipe):
         overrides = (f"name={json.dumps(name)}", *overrides)
     loaded = _recipe(recipe, overrides)
+    if name is not None and isinstance(recipe, Recipe):
+        loaded = _renamed(loaded, name)
     import_tensorflow()
     from cnnctl.training.trainer import train as train_run
 
-    _tensorboard_while_training(runs_dir, tensorboard)
-    return train_run(loaded, os.fspath(runs_dir), progress=progress, announce=announce)
+    with _tensorboard_while_training(runs_dir, tensorboard):
+        return train_run(loaded, os.fspath(runs_dir), progress=progress, announce=announce)
 
 
 def resume(run: RunLike, recipe: str | os.PathLike | None = None, overrides: Iterable[str] = (), *,
@@ -90,24 +100,31 @@ def resume(run: RunLike, recipe: str | os.PathLike | None = None, overrides: Ite
     any change besides ``train.epochs`` needs ``force``. ``tensorboard``: as for ``train``."""
     from cnnctl.training.resume import resume_recipe
 
+    _check_overrides(overrides)
     found = find_run(run, runs_dir)
     loaded = resume_recipe(found, os.fspath(recipe) if recipe is not None else None, tuple(overrides), force=force)
     import_tensorflow()
     from cnnctl.training.resume import resume as resume_run
 
-    _tensorboard_while_training(runs_dir, tensorboard)
-    return resume_run(found, loaded, progress=progress)
+    with _tensorboard_while_training(runs_dir, tensorboard):
+        return resume_run(found, loaded, progress=progress)
 
 
-def _tensorboard_while_training(runs_dir: str | os.PathLike, announce: Callable[[str], None] | None) -> None:
-    """TensorBoard on the runs folder in a background thread of this process: it ends with the process."""
+@contextmanager
+def _tensorboard_while_training(runs_dir: str | os.PathLike, announce: Callable[[str], None] | None):
+    """TensorBoard on the runs folder, in a background thread, while the training in the ``with`` runs."""
     if announce is None:
+        yield
         return
     from cnnctl.tensorboard.server import start
 
     os.makedirs(runs_dir, exist_ok=True)
-    url, _ = start(runs_dir, port=None)
+    url, stop = start(runs_dir, port=None)
     announce(url)
+    try:
+        yield
+    finally:
+        stop()
 
 
 def evaluate(target: RunLike, *, split: str = "test", data: str | os.PathLike | None = None, best: bool = False,
@@ -116,6 +133,8 @@ def evaluate(target: RunLike, *, split: str = "test", data: str | os.PathLike | 
     file) on ``split`` of the run's data, or on ``data`` (a recipe file whose data to use, or a folder of class
     folders). ``best``: the run's best.keras. ``write``: also write RUN/eval/ (report.json, PNGs) and the
     TensorBoard image. ``unsafe``: load a model Keras safe mode refuses, trusting the file."""
+    if split not in SPLITS:
+        raise UserError(f"split is one of {', '.join(SPLITS)}, got {split!r}")
     _must_exist(target, "run directory or model file")
     if data is not None:
         _must_exist(data, "recipe or folder (--data)")
@@ -131,11 +150,15 @@ def predict(target: RunLike, inputs: Sequence[str | os.PathLike], *, top_k: int 
     """The top ``top_k`` classes of each image file, folder of images or .npy array in ``inputs``, decoded and
     preprocessed exactly as training did; made batch by batch as the result is iterated. ``on_error``: ``fail``
     stops at an image that cannot be decoded, ``skip`` leaves it out with a warning."""
+    if isinstance(inputs, str | os.PathLike):  # one file or folder
+        inputs = [inputs]
+    if on_error not in ("fail", "skip"):
+        raise UserError(f"on_error is fail or skip, got {on_error!r}")
+    if top_k < 1:
+        raise UserError(f"top_k is 1 or more, got {top_k}")
     _must_exist(target, "run directory or model file")
     for given in inputs:
         _must_exist(given, "file or folder")
-    if on_error not in ("fail", "skip"):
-        raise UserError(f"on_error is fail or skip, got {on_error!r}")
     import_tensorflow()
     from cnnctl.serving.predict import predict as predict_files
 
@@ -174,18 +197,30 @@ def export(fmt: str, run: RunLike, *, out: str | os.PathLike | None = None, forc
     dynamic, float16 or int8."""
     from cnnctl.registry import FORMATS
 
-    spec_problem = _export_flag_problem(fmt, out, quantize, FORMATS)  # a flag mistake is told before TensorFlow
-    if spec_problem:
-        raise UserError(spec_problem)
+    problem = export_problem(fmt, out, quantize)  # a flag mistake is told before TensorFlow loads
+    if problem:
+        raise UserError(problem[1])
+    _must_exist(run, "run directory")
     if fmt in FORMATS:
         FORMATS.get(fmt).require()  # a missing extra (onnx) too
-    _must_exist(run, "run directory")
     import_tensorflow()
     from cnnctl.exports.writer import export_run
 
     found = find_run(run, runs_dir)
     return ExportResult(export_run(fmt, found, out=os.fspath(out) if out is not None else None, force=force,
                                    quantize=quantize, unsafe=unsafe))
+
+
+def load_model(target: RunLike, *, best: bool = False, runs_dir: str | os.PathLike = "runs",
+               unsafe: bool = False) -> RunModel:
+    """``target``'s trained model (a run's model.keras, or best.keras with ``best``; or a .keras file), vetted and
+    loaded in Keras safe mode: ``.model`` takes batches preprocessed as in training, ``.serving`` examples as
+    stored (the run's preprocessing in front); ``.recipe`` and ``.record`` (data.json) come with a run's."""
+    _must_exist(target, "run directory or model file")
+    import_tensorflow()
+    from cnnctl.serving.model import load_model as load
+
+    return load(target, runs_dir, layout.BEST if best else layout.MODEL, unsafe=unsafe)
 
 
 def serve_tensorboard(runs_dir: str | os.PathLike = "runs", *, port: int | None = None, host: str = "127.0.0.1",
@@ -202,9 +237,19 @@ def _recipe(recipe: RecipeLike, overrides: Iterable[str]) -> Recipe:
     _check_overrides(overrides)
     if isinstance(recipe, Recipe):
         if tuple(overrides):
-            raise UserError("overrides apply to a recipe file; change a Recipe with model_copy, or give its path")
+            raise UserError("overrides apply to a recipe file: give its path, or load it with "
+                            "cnnctl.load_recipe(path, overrides)")
         return recipe
     return load_recipe(recipe, overrides)
+
+
+def _renamed(recipe: Recipe, name: str) -> Recipe:
+    from cnnctl.recipe.schema import run_name
+
+    try:
+        return recipe.model_copy(update={"name": run_name(name)})
+    except ValueError as exc:
+        raise UserError(f"name: {exc}") from None
 
 
 def _check_overrides(overrides: Iterable[str]) -> None:
@@ -223,14 +268,25 @@ def _must_exist(path: RunLike, what: str) -> None:
         raise UserError(f"{given}: no such {what}{closest_path(given)}")
 
 
-def _export_flag_problem(fmt: str, out: str | os.PathLike | None, quantize: str | None, formats) -> str | None:
-    """What is wrong with ``export``'s format, ``out`` and ``quantize`` taken together, before anything loads."""
-    form = formats.get(fmt)
+def graph_problem(graph: str | os.PathLike | None) -> str | None:
+    """What is wrong with the file ``check`` draws the graph to, or None."""
+    if graph is not None and os.path.splitext(os.fspath(graph))[1].lower() not in (".svg", ".png"):
+        return f"{os.fspath(graph)}: give a .svg or .png file name"
+    return None
+
+
+def export_problem(fmt: str, out: str | os.PathLike | None, quantize: str | None) -> tuple[str, str] | None:
+    """(the option at fault, what is wrong) with ``export``'s ``out`` and ``quantize`` for ``fmt``, or None; the
+    format table says which formats are quantized and which file suffix each needs. No TensorFlow."""
+    from cnnctl.registry import FORMATS
+
+    form = FORMATS.get(fmt)
     if form is None:
         return None  # the writer names the formats there are
     if quantize is not None and (form.options is None or "quantize" not in form.options.model_fields):
-        return f"only tflite exports are quantized, not {fmt}"
+        quantized = [f.name for f in FORMATS if f.options is not None and "quantize" in f.options.model_fields]
+        return "quantize", f"only {', '.join(quantized)} exports are quantized, not {fmt}"
     if out is not None and form.suffix is not None and not os.fspath(out).endswith(form.suffix):
-        return (f"{os.fspath(out)}: a {form.title or form.name} export is a {form.suffix} file; give a name ending "
-                f"in {form.suffix}")
+        return "out", (f"{os.fspath(out)}: a {form.title or form.name} export is a {form.suffix} file; give a name "
+                       f"ending in {form.suffix}")
     return None

@@ -14,6 +14,7 @@ import sys
 import click
 
 import cnnctl
+from cnnctl.api import export_problem, graph_problem
 from cnnctl.errors import CnnctlError, RecipeError
 from cnnctl.registry import FORMATS
 
@@ -59,8 +60,9 @@ def main() -> None:
               help="Also load the data: split sizes, class counts and balance, element shape; check it fits the model.")
 def check(recipe: str, overrides: tuple[str, ...], as_json: bool, graph_file: str | None, with_data: bool) -> None:
     """Validate RECIPE and explain its model: shapes, parameters, MACs/FLOPs, receptive field (and data)."""
-    if graph_file is not None and os.path.splitext(graph_file)[1].lower() not in (".svg", ".png"):
-        raise click.BadParameter(f"{graph_file}: give a .svg or .png file name", param_hint="--graph")
+    problem = graph_problem(graph_file)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--graph")
     report = cnnctl.check(recipe, overrides, data=with_data, graph=graph_file)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -169,11 +171,9 @@ def export(fmt: str, run: str, out: str | None, force: bool, quantize: str | Non
            unsafe: bool) -> None:
     """Export RUN's model with its preprocessing as FORMAT, reload it with its own runtime and compare it with
     Keras on held-out data; record the result in RUN/metrics.json."""
-    if quantize is not None and fmt != "tflite":  # before TensorFlow loads: a flag mistake is told at once
-        raise click.BadParameter(f"only tflite exports are quantized, not {fmt}", param_hint="--quantize")
-    if fmt == "keras" and out is not None and not out.endswith(".keras"):
-        raise click.BadParameter(f"{out}: a Keras export is a .keras file; give a name ending in .keras",
-                                 param_hint="--out")
+    problem = export_problem(fmt, out, quantize)  # before TensorFlow loads: a flag mistake is told at once
+    if problem:
+        raise click.BadParameter(problem[1], param_hint=f"--{problem[0]}")
     result = cnnctl.export(fmt, run, out=out, force=force, quantize=quantize, runs_dir=runs_dir, unsafe=unsafe)
     from cnnctl.exports.report import format_export
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,23 @@ def font(size: int):
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write an HxW (grey) or HxWx3 (RGB) uint8 image as a PNG: a temporary name in the same folder, then a rename."""
+    """Write an HxW (grey) or HxWx3 (RGB) uint8 image as a PNG, whole (``write_atomic``)."""
+    import io
+
     from PIL import Image
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return write_atomic(Path(path), buffer.getvalue())
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file of its own in the same folder, fsync it, then rename it over ``path``:
+    a reader never sees half a picture, and two writers never share a temporary file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        with open(tmp, "wb") as f:
-            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(f, format="PNG")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

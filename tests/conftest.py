@@ -95,6 +95,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(rank)))
 
 
+def pytest_collection_finish(session):
+    """xdist groups by a suffix it writes into each node id; if none is there, the groups above are ignored (the
+    suite still passes, but trains the shared run twice): say so rather than run slower without a word."""
+    items = session.items
+    if session.config.getvalue("loadgroup") and items and not any("@" in item.nodeid for item in items):
+        import warnings
+
+        warnings.warn("pytest-xdist did not group the tests (--dist loadgroup): runs are trained on both workers; "
+                      "see pytest-xdist#1386 and the pytest pin in pyproject.toml", stacklevel=1)
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> DigitsRun:
     """The session's one trained digits run (see ``DigitsRun``): eval, predict and export tests read it; a test

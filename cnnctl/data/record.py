@@ -47,6 +47,13 @@ class Normalization:
         return cls()
 
 
+def image_shaped(shape) -> bool:
+    """Is one example of this shape an image: height x width x 1, 3 or 4 channels? An (a, b) example without a
+    channel axis may as well be a sequence of a steps of b features, so it is not."""
+    shape = tuple(shape)
+    return len(shape) == 3 and shape[-1] in (1, 3, 4)
+
+
 @dataclass(frozen=True)
 class StoredForm:
     """How one example is stored, before any preprocessing: its shape, dtype and the range its values take."""
@@ -57,8 +64,8 @@ class StoredForm:
 
     @property
     def is_image(self) -> bool:
-        """Height x width x 1, 3 or 4 channels: what image files decode to."""
-        return len(self.shape) == 3 and self.shape[-1] in (1, 3, 4)
+        """Height x width x 1, 3 or 4 channels: what image files decode to (``image_shaped``)."""
+        return image_shaped(self.shape)
 
     def to_json(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "dtype": self.dtype, "value_range": [float(v) for v in self.value_range]}
@@ -116,8 +123,8 @@ def read_record(run: Run) -> DataRecord:
     """The run's data.json, or a UserError saying why it cannot be read and what to do."""
     path = run / layout.DATA
     if not path.is_file():
-        raise UserError(f"{run.path} has no {layout.DATA} (a run of an older cnnctl, or killed as it started?); "
-                        "train it again to evaluate, predict or export with its preprocessing")
+        raise UserError(f"{run.path} has no {layout.DATA} (a run of an older cnnctl?); train it again to evaluate, "
+                        "predict or export with its preprocessing")
     try:
         return DataRecord.from_json(run.read_json(layout.DATA))
     except (ValueError, OSError) as exc:  # not JSON, or not data.json's shape

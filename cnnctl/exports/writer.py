@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import typing
 from pathlib import Path
 
 import keras
@@ -43,21 +44,15 @@ def export_spec(fmt: str | ExportSpec, quantize: str | None = None) -> ExportSpe
     names = FORMATS.names()
     if fmt not in names:
         raise UserError(f"unknown export format '{fmt}'{did_you_mean(fmt, names)}; choose one of {', '.join(names)}")
-    options = {}
-    if quantize not in (None, "none"):
-        schema = FORMATS.get(fmt).options
-        if schema is None or "quantize" not in schema.model_fields:
-            raise UserError(f"only tflite exports are quantized, not {fmt}")
-        options = {"quantize": quantize}
-    from pydantic import ValidationError
-
-    try:
-        return ExportSpec.model_validate({"format": fmt, "options": options})
-    except ValidationError as exc:
-        inner = exc.errors()[0]
-        for nested in inner.get("ctx", {}).get("errors", [inner]):
-            raise UserError(nested["msg"].removeprefix("Value error, ")) from None
-        raise
+    if quantize in (None, "none"):
+        return ExportSpec.model_validate(fmt)
+    schema = FORMATS.get(fmt).options
+    if schema is None or "quantize" not in schema.model_fields:
+        raise UserError(f"only tflite exports are quantized, not {fmt}")
+    choices = typing.get_args(schema.model_fields["quantize"].annotation)
+    if quantize not in choices:
+        raise UserError(f"quantize is one of {', '.join(c for c in choices if c != 'none')}, got {quantize!r}")
+    return ExportSpec.model_validate({fmt: {"quantize": quantize}})
 
 
 def export_run(fmt: str | ExportSpec, run: Run, out: str | None = None, force: bool = False, *,

@@ -7,17 +7,16 @@ neighbours, boxes kept apart (pool adjacent violators). Deterministic: the same 
 
 from __future__ import annotations
 
-import functools
 import html
 import io
 import itertools
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnnctl.pictures import font as pillow_font
+from cnnctl.pictures import write_atomic
 
 FORMATS = (".svg", ".png")
 FONT, TITLE_FONT, LINE_H = 12, 15, 15  # layout units (SVG px)
@@ -62,7 +61,7 @@ def render_graph(nodes: list[dict[str, Any]], path: str | os.PathLike[str], titl
     if suffix not in FORMATS:
         raise ValueError(f"{path}: cannot draw a {suffix or 'suffix-less'!r} file; supported formats: .svg, .png")
     scene = layout(nodes, title)
-    _write_atomic(path, _svg(scene).encode() if suffix == ".svg" else _png(scene))
+    write_atomic(path, _svg(scene).encode() if suffix == ".svg" else _png(scene))
 
 
 def layout(nodes: list[dict[str, Any]], title: str = "") -> Scene:
@@ -280,16 +279,3 @@ def _draw_text(draw: Any, text: str, at: Point, size: float, room: float, *, cen
         font = pillow_font(max(1, round(size * room / draw.textlength(text, font=font))))
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     draw.text((at[0] - (left + right) / 2 if centred else at[0], at[1] - (top + bottom) / 2), text, INK, font)
-
-
-@functools.lru_cache(maxsize=16)
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename it over path."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

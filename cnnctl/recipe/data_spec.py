@@ -34,11 +34,11 @@ def source_listing() -> list[str]:
 def _source(value: str) -> str:
     kind, colon, variant = value.partition(":")
     source = SOURCES.get(kind)
-    if source is not None:
-        problem = source.variant_problem(variant if colon else None)
-        if problem is None:
-            return value
-        raise ValueError(problem)
+    if source is not None and source.accepts(variant if colon else None):
+        return value
+    if source is not None and source.variants:
+        raise ValueError(f"{source.variants_of or source.name} has no '{variant}' here; choose one of "
+                         f"{', '.join(source.variants)}")
     from cnnctl.errors import did_you_mean
 
     listed = source_listing()

@@ -49,14 +49,14 @@ class ExportSpec(Section):
         """``tflite`` or ``{tflite: {quantize: int8}}`` -> ``{format: tflite, options: {...}}``."""
         from cnnctl.errors import did_you_mean
 
-        if isinstance(value, ExportSpec) or (isinstance(value, dict) and set(value) == {"format", "options"}):
+        if isinstance(value, ExportSpec):
             return value
         names = FORMATS.names()
         if isinstance(value, str):
             if value not in names:
                 raise ValueError(f"unknown export format {value!r}{did_you_mean(value, names)}; "
                                  f"choose one of {', '.join(names)}")
-            return {"format": value, "options": {}}
+            return {"format": value, "options": {}}  # the fields, not a recipe's form: the after-validator checks
         if not isinstance(value, dict) or len(value) != 1:
             many = f" ({len(value)} keys: list each format as its own entry)" if isinstance(value, dict) else ""
             raise ValueError(f"an export is a format name ({', '.join(names)}) or a one-key mapping of a format "

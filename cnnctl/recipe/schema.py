@@ -27,7 +27,8 @@ __all__ = ["BlockSpec", "DataSpec", "InputSpec", "KerasObject", "LogSpec", "Mode
            "SplitSpec", "TrainSpec", "per_output"]
 
 
-def _run_name(value: str) -> str:
+def run_name(value: str) -> str:
+    """``value`` if it names a run folder (letters, digits, '.', '_', '-'); ValueError otherwise."""
     if not re.fullmatch(r"[A-Za-z0-9._-]+", value) or set(value) == {"."}:
         raise ValueError(f"a run name is letters, digits, '.', '_' and '-' (not only dots), got {value!r}")
     return value
@@ -36,7 +37,7 @@ def _run_name(value: str) -> str:
 class Recipe(Section):
     """A validated recipe. ``problem(path, message)`` locates a key path in the file it came from."""
 
-    name: Annotated[str, AfterValidator(_run_name)]
+    name: Annotated[str, AfterValidator(run_name)]
     """Names the run folder, runs/NAME/TIME/ (default: the recipe file's name)."""
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
     """Seeds Python, NumPy, TensorFlow and Keras, and the data split."""

@@ -2,7 +2,7 @@
 
 The data is the run's own split, another recipe's data (``--data recipe.yaml``)
 or a folder of class sub-folders (``--data DIR``), read as stored and passed
-through the run's preprocessing (``cnnctl.serving.model``), so every source is
+through the run's preprocessing (``cnnctl.data.preprocess``), so every source is
 measured the way the run's test split was. Classes are matched by name, so a
 folder holding only some of the classes is fine. A model with several outputs
 (an early-exit network's exits) also gets, per output, its accuracy and the

@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import keras
@@ -67,9 +66,8 @@ def predict(target: str | os.PathLike | Run, inputs: list[str | os.PathLike], *,
     leaves them out with a warning (which costs one more decoding pass over the images). ``unsafe``: load a model
     that Keras safe mode refuses, trusting the file (``cnnctl.model.saved``).
     """
-    files = collect_inputs([os.fspath(i) for i in inputs])  # a wrong path is told before the model loads
     loaded = load_model(target, runs_dir, model_file, unsafe=unsafe)
-    return Predictions(loaded, files, top_k=top_k, on_error=on_error)
+    return Predictions(loaded, collect_inputs([os.fspath(i) for i in inputs]), top_k=top_k, on_error=on_error)
 
 
 def _predictions(loaded: RunModel, files: list[Path], *, top_k: int, on_error: str) -> Iterator[dict]:
@@ -151,12 +149,11 @@ def _read_npy(path: Path, shape: tuple) -> np.ndarray:
 
 def _image_batches(paths: list[Path], loaded: RunModel, on_error: str) -> Iterator[tuple[list[str], np.ndarray]]:
     """Decoded as the image_dir source decodes, put on the stored value range when that is not 0-255."""
-    shape = loaded.stored_shape
-    if len(shape) != 3 or shape[-1] not in COLOR_MODES:
-        raise UserError(f"{loaded.source} takes arrays of shape {list(shape)}, not images; give .npy files")
-    spec = loaded.recipe.data if loaded.recipe is not None else None
-    decode = decoder(SimpleNamespace(image_size=list(shape[:2]), color_mode=COLOR_MODES[shape[-1]],
-                                     interpolation=spec.interpolation if spec is not None else "bilinear"))
+    stored = loaded.record.stored
+    if not stored.is_image:
+        raise UserError(f"{loaded.source} takes arrays of shape {list(stored.shape)}, not images; give .npy files")
+    interpolation = loaded.recipe.data.interpolation if loaded.recipe is not None else "bilinear"
+    decode = decoder(stored.shape[:2], COLOR_MODES[stored.shape[-1]], interpolation)
     listed = np.array([os.fspath(p) for p in paths], str)
     if on_error == "skip":
         bad = set(undecodable(listed, decode))

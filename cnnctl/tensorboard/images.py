@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnctl.data.pipeline import Datasets
 from cnnctl.data.preprocess import Preprocessing
+from cnnctl.data.record import image_shaped
 from cnnctl.pictures import font
 from cnnctl.recipe.data_spec import DataSpec
 
@@ -23,14 +24,7 @@ def input_sample(data: Datasets, spec: DataSpec, seed: int, count: int):
     drawing the grid never takes random draws from the training pipeline). None when inputs are not images."""
     if not shows_images(data.element_shape) or "train" not in data.raw:
         return None
-    xs, ys, have = [], [], 0
-    for x, y in data.raw["train"]:
-        xs.append(np.asarray(x))
-        ys.append(np.asarray(y).reshape(-1))
-        have += len(ys[-1])
-        if have >= count:
-            break
-    x, y = np.concatenate(xs)[:count], np.concatenate(ys)[:count]
+    x, y = data.sample("train", count, raw=True)
     with contextlib.redirect_stderr(io.StringIO()):  # its warnings were printed when the data was built
         preprocessing = Preprocessing.of(spec, seed, data.stored, data.preprocessing.normalization)
     transform = preprocessing.transform(training=True)
@@ -38,10 +32,8 @@ def input_sample(data: Datasets, spec: DataSpec, seed: int, count: int):
 
 
 def shows_images(shape) -> bool:
-    """Are inputs of this shape (one example) drawn as images? Only H x W x C with 1, 3 or 4 channels: an (a, b)
-    input without a channel axis may as well be a sequence of a steps of b features, so it is never drawn."""
-    shape = tuple(shape)
-    return len(shape) == 3 and shape[-1] in (1, 3, 4)
+    """Are inputs of this shape (one example) drawn as images? Only H x W x C with 1, 3 or 4 channels."""
+    return image_shaped(shape)
 
 
 def display(x: np.ndarray) -> np.ndarray:

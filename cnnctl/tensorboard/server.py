@@ -83,13 +83,14 @@ def serve(logdir: str | os.PathLike, port: int | None = None, host: str = "127.0
     """Serve ``logdir`` until Ctrl-C or SIGTERM (``announce`` gets the address once it listens), then stop.
 
     Ctrl-C and a polite SIGTERM stop the server even when the process was started with SIGINT ignored, as a
-    non-interactive shell starts a background job (Python then installs no handler of its own). A request or
-    TensorBoard's loader thread gets 5 s to finish; the caller should then end the process without waiting
-    for TensorBoard's threads (``os._exit``).
+    non-interactive shell starts a background job (Python then installs no handler of its own); the handlers
+    before are put back when it returns. A request or TensorBoard's loader thread gets 5 s to finish; a program
+    that ends then should not wait for TensorBoard's threads (the ``cnnctl tensorboard`` command exits at once).
     """
     url, stop = start(logdir, port=port, host=host)  # a wrong folder or a busy port is told before any handler changes
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)} if main \
+        else {}
     announce(url)
     try:
         while True:
@@ -98,3 +99,6 @@ def serve(logdir: str | os.PathLike, port: int | None = None, host: str = "127.0
         stopping = threading.Thread(target=stop, daemon=True)
         stopping.start()
         stopping.join(timeout=5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

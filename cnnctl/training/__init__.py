@@ -9,5 +9,6 @@
 - ``resume``: ``--resume``'s recipe, and continuing a run from its newest checkpoint;
 - ``summary``: what ``cnnctl train`` prints at the end.
 
-Imports every stage below it (recipe, run, model, data, serving, export, tensorboard).
+Imports the stages before it (recipe, run, model, data, serving, exports, tensorboard); nothing imports it but
+the API.
 """

@@ -17,8 +17,8 @@ before the recipe is loaded)::
 
 Nothing here imports TensorFlow until a loader runs, so the recipe stage validates
 ``data.source`` and its keys against these declarations before anything heavy loads.
-Imports: ``cnnctl.errors``, ``cnnctl.filekinds``, ``cnnctl.registry`` (and the recipe's
-``DataSpec`` for type hints only).
+Imports only base modules: ``cnnctl.errors``, ``cnnctl.filekinds``, ``cnnctl.registry`` and ``cnnctl._tfimport``
+(the lazy ``tf`` and ``keras``); the recipe's ``DataSpec`` is named in type hints only.
 """
 
 import importlib

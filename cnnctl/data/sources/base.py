@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 class Source:
     """A data source a recipe names in ``data.source``: its name, the keys it reads, and its loader.
 
-    ``variants``: the names it takes after a colon (``keras:mnist``); ``variant_pattern``:
-    the form of any such name instead (``tfds:NAME``, a regular expression).
+    ``variants``: the names it takes after a colon (``keras:mnist``), which ``variants_of``
+    names in messages ("keras.datasets has no 'mnst' here"); ``variant_pattern``: the form
+    of any such name instead (``tfds:NAME``, a regular expression).
     """
 
     name: str
@@ -45,6 +46,7 @@ class Source:
     keys: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
+    variants_of: str = ""
     variant_pattern: str | None = None
 
     @property
@@ -54,17 +56,13 @@ class Source:
             return tuple(f"{self.name}:{v}" for v in self.variants)
         return (f"{self.name}:NAME",) if self.variant_pattern else (self.name,)
 
-    def variant_problem(self, variant: str | None) -> str | None:
-        """What is wrong with the name after the colon (``keras:mnst``), or None."""
-        if not self.variants and not self.variant_pattern:
-            return None if variant is None else f"source '{self.name}' takes no ':NAME'"
-        if variant is None:
-            return f"give the data set's name: {', '.join(self.listed)}"
-        if self.variants and variant not in self.variants:
-            return f"{self.name} has no '{variant}' here; choose one of {', '.join(self.variants)}"
-        if self.variant_pattern and not re.fullmatch(self.variant_pattern, variant):
-            return f"'{variant}' is not a {self.name} data set name"
-        return None
+    def accepts(self, variant: str | None) -> bool:
+        """Whether ``name:variant`` (``variant`` None: the name alone) names this source."""
+        if self.variants:
+            return variant in self.variants
+        if self.variant_pattern:
+            return variant is not None and re.fullmatch(self.variant_pattern, variant) is not None
+        return variant is None
 
 
 def autotune() -> int:

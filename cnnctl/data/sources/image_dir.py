@@ -33,7 +33,7 @@ def load_image_dir(spec: DataSpec, seed: int) -> Examples:
     if unknown:
         raise DataError(("class_names",), f"folder '{unknown[0]}' is not one of data.class_names "
                                           f"({', '.join(names)}); add it, or move the folder away")
-    decode = decoder(spec)
+    decode = decoder(spec.image_size, spec.color_mode, spec.interpolation)
     found = {split: [(path, i) for i, name in enumerate(names) for path in files.get(name, [])]
              for split, files in listed.items()}
     kinds = {path: looks(path) for files in found.values() for path, _ in files}

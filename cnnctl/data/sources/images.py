@@ -1,6 +1,6 @@
 """Images as the image sources read them: decoding (any channels -> the recipe's), and the files that fail to decode.
 
-``decoder(spec)`` turns the bytes of a JPEG, PNG, BMP or GIF into uint8 pixels of
+``decoder(image_size, color_mode, interpolation)`` turns the bytes of a JPEG, PNG, BMP or GIF into uint8 pixels of
 ``data.image_size`` and ``data.color_mode``: the image_dir, tfrecord and tfds sources
 and ``cnnctl predict`` all decode with it. A file that fails to decode is found
 cheaply where possible (its first and last bytes), and otherwise by one parallel
@@ -23,7 +23,7 @@ from cnnctl.data.sources.base import autotune
 from cnnctl.errors import UserError
 
 if TYPE_CHECKING:
-    from cnnctl.recipe.data_spec import DataSpec
+    pass
 
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 COLOR_MODES = {count: mode for mode, count in CHANNELS.items()}  # 1 -> grayscale, 3 -> rgb, 4 -> rgba
@@ -33,18 +33,19 @@ _SHOWN = 5  # bad files listed by name
 
 
 
-def decoder(spec: DataSpec):
-    """bytes of a JPEG/PNG/BMP/GIF -> uint8 [height, width, channels] resized to ``data.image_size``.
+def decoder(image_size: list[int], color_mode: str, interpolation: str = "bilinear"):
+    """bytes of a JPEG/PNG/BMP/GIF -> uint8 [height, width, channels] resized to ``image_size`` (a recipe's
+    ``data.image_size``, ``data.color_mode`` and ``data.interpolation``).
 
     Files are decoded with the channels they have (TensorFlow refuses, e.g., a
     grayscale decode of a GIF), then converted to ``color_mode``.
     """
-    channels, size = CHANNELS[spec.color_mode], spec.image_size
+    channels, size = CHANNELS[color_mode], list(image_size)
 
     def decode(data):
         image = tf.io.decode_image(data, channels=0, expand_animations=False)  # a GIF gives its first frame
         image = with_channels(tf.cast(image, tf.float32), channels)
-        image = tf.image.resize(image, size, method=spec.interpolation)
+        image = tf.image.resize(image, size, method=interpolation)
         return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
     return decode

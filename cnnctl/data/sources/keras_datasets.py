@@ -116,4 +116,5 @@ def _damaged(path: str) -> bool:
     return False
 
 
-KERAS = SOURCES.register(Source(name="keras", variants=KERAS_DATASETS, load=load_keras))
+KERAS = SOURCES.register(Source(name="keras", variants=KERAS_DATASETS, variants_of="keras.datasets",
+                                load=load_keras))

@@ -32,7 +32,7 @@ def load_tfds(spec: DataSpec, seed: int) -> Examples:
         raise UserError(f"could not prepare tfds:{name}: {str(exc).splitlines()[0]}; TensorFlow Datasets "
                         "downloads it once into ~/tensorflow_datasets") from None
     label = builder.info.features["label"]
-    decode = decoder(spec)
+    decode = decoder(spec.image_size, spec.color_mode, spec.interpolation)
     parts = {}
     for split in ("train", "validation", "test"):
         if split not in builder.info.splits:

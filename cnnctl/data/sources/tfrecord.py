@@ -36,7 +36,7 @@ def load_tfrecord(spec: DataSpec, seed: int) -> Examples:
     if y_spec.dtype != "int64" or y_spec.shape:
         raise DataError(("features", y_name), "the label feature is a scalar class index: {dtype: int64}")
     image = x_spec.dtype == "string"
-    decode = decoder(spec) if image else None
+    decode = decoder(spec.image_size, spec.color_mode, spec.interpolation) if image else None
     x_feature = tf.io.FixedLenFeature([] if image else x_spec.shape, getattr(tf, x_spec.dtype))
     y_feature = tf.io.FixedLenFeature([], tf.int64)
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
-from pydantic import field_validator
 
 from cnnctl._tfimport import tf
 from cnnctl.errors import CnnctlError, first_line
@@ -55,16 +54,6 @@ class TfliteOptions(ExportOptions):
 
     quantize: Literal[QUANTIZATIONS] = "none"
     """none (float32), dynamic (int8 weights), float16 (float16 weights) or int8 (weights and activations, calibrated on training examples)."""  # noqa: E501
-
-    @field_validator("quantize", mode="before")
-    @classmethod
-    def _known(cls, value):
-        if value not in QUANTIZATIONS:
-            from cnnctl.errors import did_you_mean
-
-            raise ValueError(f"quantize is one of {', '.join(QUANTIZATIONS[1:])}, got {value!r}"
-                             f"{did_you_mean(str(value), QUANTIZATIONS)}")
-        return value
 
     @property
     def variant(self) -> str | None:
