@@ -27,6 +27,17 @@ UNSAFE_HELP = ("Load a model that Keras safe mode refuses (a Lambda layer, a cla
                "provides): only for a file you trust, since loading it can run code stored in it.")
 
 
+class _FormatChoice(click.Choice):
+    """Click's Choice of the registered export formats, read from the registry when first needed (not for --help)."""
+
+    def __init__(self) -> None:  # Click's own would read the choices now
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(FORMATS.names())
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
@@ -157,7 +168,7 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
 
 
 @main.command()
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(FORMATS.names()))
+@click.argument("fmt", metavar="FORMAT", type=_FormatChoice())
 @click.argument("run")
 @click.option("--out", default=None, help="Where to write (default: RUN/export/ savedmodel, serving.keras, "
               "model.tflite, model_<quantize>.tflite or model.onnx).")

@@ -65,6 +65,9 @@ def reference_markdown() -> str:
 
 
 def _default(field: pydantic.fields.FieldInfo) -> str:
+    if field.default_factory is not None and isinstance(field.default_factory, type) and \
+            issubclass(field.default_factory, pydantic.BaseModel):
+        return "see below"
     if field.default is PydanticUndefined:
         return "required"
     value = field.default

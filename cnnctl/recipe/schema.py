@@ -41,7 +41,7 @@ class Recipe(Section):
     """Names the run folder, runs/NAME/TIME/ (default: the recipe file's name)."""
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
     """Seeds Python, NumPy, TensorFlow and Keras, and the data split."""
-    data: DataSpec = DataSpec()
+    data: DataSpec = Field(default_factory=DataSpec)  # made when used: its source is checked against the registry
     """Where the examples come from (see data)."""
     model: ModelSpec
     """The network (see model)."""
