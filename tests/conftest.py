@@ -99,7 +99,7 @@ def pytest_collection_finish(session):
     """xdist groups by a suffix it writes into each node id; if none is there, the groups above are ignored (the
     suite still passes, but trains the shared run twice): say so rather than run slower without a word."""
     items = session.items
-    if session.config.getvalue("loadgroup") and items and not any("@" in item.nodeid for item in items):
+    if getattr(session.config.option, "loadgroup", False) and items and not any("@" in item.nodeid for item in items):
         import warnings
 
         warnings.warn("pytest-xdist did not group the tests (--dist loadgroup): runs are trained on both workers; "

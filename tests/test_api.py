@@ -54,3 +54,21 @@ def test_importing_cnnctl_costs_no_tensorflow():
     code = "import sys, cnnctl; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_predictions_are_made_once_as_they_are_read_and_a_failure_stays_a_failure(digits_run, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "one.npy", np.zeros((8, 8, 1), "float32"))
+    np.save(tmp_path / "stack.npy", np.ones((3, 8, 8, 1), "float32"))
+    predictions = cnnctl.predict(digits_run.path, tmp_path / "one.npy", top_k=2)  # one path, not a list
+    assert [p["input"] for p in predictions] == [str(tmp_path / "one.npy")]
+    assert list(predictions) == predictions.to_dict()["predictions"]  # read again: the same, not made again
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a header, then nothing
+    failing = cnnctl.predict(digits_run.path, [tmp_path / "stack.npy", tmp_path / "images"])
+    for _ in range(2):  # the stack's three predictions come first; the image fails, each time it is read
+        with pytest.raises(cnnctl.UserError, match=r"broken\.png"):
+            list(failing)
+    with pytest.raises(cnnctl.UserError, match="top_k is 1 or more"):
+        cnnctl.predict(digits_run.path, [tmp_path / "one.npy"], top_k=0)

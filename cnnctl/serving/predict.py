@@ -44,12 +44,19 @@ class Predictions:
         self.outputs = output_names(loaded.model)
         self._made: list[dict] = []
         self._making = _predictions(loaded, files, top_k=top_k, on_error=on_error)
+        self._failed: Exception | None = None  # what stopped the making: raised again at every iteration
 
     def __iter__(self) -> Iterator[dict]:
         yield from list(self._made)
-        for item in self._making:
-            self._made.append(item)
-            yield item
+        if self._failed is not None:
+            raise self._failed
+        try:
+            for item in self._making:
+                self._made.append(item)
+                yield item
+        except Exception as exc:
+            self._failed = exc
+            raise
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON ``cnnctl predict --json`` prints (every prediction made)."""
