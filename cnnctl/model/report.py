@@ -9,6 +9,8 @@ import keras
 
 from cnnctl.model.build import Built, shape_of, shape_text, summarize
 from cnnctl.model.costs import asymmetric_padding, input_field, macs, receptive_field
+from cnnctl.recipe.calls import Graph
+from cnnctl.recipe.yaml_loader import format_path
 
 
 def check_report(built: Built) -> dict:
@@ -17,7 +19,11 @@ def check_report(built: Built) -> dict:
     shapes = {name: tuple(t.shape) for name, t in built.tensors.items() if name in built.graph.inputs}
     fields = {name: input_field(shape) for name, shape in shapes.items()}
     layers, warnings, last_field = [], [], None
+    dead = {call.key for call in built.graph.dead_calls()}
+    warnings += dead_node_warnings(built.graph)
     for call, row in zip(built.graph.calls, rows, strict=True):
+        if call.key in dead:  # computed by no output: not part of the model, so not counted
+            continue
         layer = built.layers[call.key]
         inputs = [shape_of(built.tensors[key]) for key in call.inputs]
         output = shape_of(built.tensors[call.key])
@@ -31,9 +37,9 @@ def check_report(built: Built) -> dict:
             sizes, kernels, strides, befores, afters = ("x".join(str(d[i]) for d in uneven) for i in range(5))
             warnings.append(
                 f"{row.name} ({row.cls}): SAME padding (input {sizes}, kernel {kernels}, stride {strides}) "
-                f"pads {befores} before and {afters} after; ports that pad evenly (ONNX, PyTorch, "
-                "some TFLite kernels) will differ. To be portable, pad explicitly (ZeroPadding layers) and "
-                "use padding: valid"
+                f"pads {befores} before and {afters} after, as TensorFlow does; cnnctl's exports keep it, but a "
+                "port by hand to a framework that pads evenly (PyTorch's padding=k//2) would differ here: for "
+                "one, pad explicitly (ZeroPadding layers) and use padding: valid"
             )
         item = asdict(row)
         item["class"] = item.pop("cls")
@@ -43,7 +49,7 @@ def check_report(built: Built) -> dict:
         layers.append(item)
     known = [item["macs"] for item in layers if item["macs"] is not None]
     model = built.model
-    trainable = sum(r.trainable_params for r in rows)
+    trainable = sum(item["trainable_params"] for item in layers)
     return {
         "name": model.name,
         "inputs": [{"name": n, "shape": list(s.shape), "dtype": s.dtype} for n, s in built.graph.inputs.items()],
@@ -59,6 +65,13 @@ def check_report(built: Built) -> dict:
         "receptive_field": last_field,
         "warnings": warnings,
     }
+
+
+def dead_node_warnings(graph: Graph) -> list[str]:
+    """A warning for each layer call no output depends on (``Graph.dead_calls``)."""
+    return [f"{call.layer_name or call.key} ({call.cls or 'shared'}, at {format_path(call.path)}) feeds no output, "
+            "so it is not part of the model and is not counted: remove it, or list it in model.outputs"
+            for call in graph.dead_calls()]
 
 
 def output_costs(model: keras.Model) -> list[dict]:

@@ -35,6 +35,23 @@ class Graph:
     output_names: tuple[str, ...]  # the same, as the recipe names them
     sequential: bool  # a plain chain: built as keras.Sequential
 
+    def dead_calls(self) -> tuple[Call, ...]:
+        """The calls no output depends on, in order: the recipe makes them, but they are not part of the model
+        (a node read by nothing, or a branch that ends before an output). A call whose layer a live call
+        shares is live."""
+        by_key = {call.key: call for call in self.calls}
+        live: set[str] = set()
+        todo = list(self.outputs)
+        while todo:
+            key = todo.pop()
+            if key in live or key not in by_key:
+                continue
+            live.add(key)
+            todo.extend(by_key[key].inputs)
+            if by_key[key].share is not None:
+                todo.append(by_key[key].share)
+        return tuple(call for call in self.calls if call.key not in live)
+
 
 def snake(name: str) -> str:
     """Keras's own naming: ``Conv2D`` -> ``conv2d``, ``BatchNormalization`` -> ``batch_normalization``."""

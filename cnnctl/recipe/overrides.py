@@ -3,18 +3,25 @@
 The value is read as YAML (``--set train.epochs=3`` gives the integer 3, ``1e-3``
 a float). A key that does not exist is created here and then judged by the
 schema, which rejects unknown keys with a did-you-mean, located at the ``--set``.
+A name the recipe gives (a graph node, a block, an input) is not created by setting
+something inside it: ``--set model.graph.conv9.Conv2D.filters=8`` with no node
+``conv9`` is an error with a did-you-mean (set the node whole to add one). List
+items count from 0, or from the end with a negative index (``model.layers[-1]``).
 A key set inside a switch (``--set log.tensorboard.histogram_freq=0`` where the
 recipe says ``tensorboard: true``) turns it into ``{enabled: true, ...}``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
-from cnnctl.errors import Problem, RecipeError
+from cnnctl.errors import Problem, RecipeError, did_you_mean
 from cnnctl.recipe.yaml_loader import Located, format_path, load_yaml
 
-_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
+# Mappings whose keys are names the recipe chose: setting inside a name that is not there is a typo.
+_NAMED = {("model", "graph"): "node", ("model", "blocks"): "block", ("model", "inputs"): "input"}
 
 
 def parse_path(text: str, where: str) -> tuple:
@@ -51,17 +58,17 @@ def apply_override(doc: Located, assignment: str) -> None:
         message = exc.problems[0].message
         raise RecipeError(Problem(where, format_path(path), f"the value is {message}")) from None
     node = doc.data
-    for depth, part in enumerate(path[:-1]):
-        here = path[: depth + 1]
-        node = _step(node, part, path[depth + 1], here, where)
+    walked: tuple = ()
+    for part, following in itertools.pairwise(path):
+        node, taken = _step(node, part, following, walked, where)
+        walked = (*walked, taken)
     last = path[-1]
     if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            size = len(node) if isinstance(node, list) else 0
-            raise RecipeError(Problem(where, format_path(path), f"no item [{last}] here: the list has {size} items"))
+        last = _index(node, last, (*walked, last), where)
     elif not isinstance(node, dict):
         raise RecipeError(Problem(where, format_path(path), f"cannot set a key inside {type(node).__name__} {node!r}"))
     node[last] = given.data
+    path = (*walked, last)  # negative indices counted from the front, as the schema locates its errors
     for marks in (doc.marks, doc.words):
         for p in [k for k in marks if k[: len(path)] == path]:
             del marks[p]
@@ -70,16 +77,38 @@ def apply_override(doc: Located, assignment: str) -> None:
     doc.words.update({(*path, *p): word for p, word in given.words.items()})  # --set a.padding=no: the word
 
 
+def _index(node, part: int, here: tuple, where: str) -> int:
+    """``part`` as an index from the front of the list ``node`` (``-1``: its last item)."""
+    size = len(node) if isinstance(node, list) else 0
+    if not isinstance(node, list) or not -size <= part < size:
+        raise RecipeError(Problem(where, format_path(here), f"no item [{part}] here: the list has {size} items"))
+    return part % size
+
+
+def _named_kind(parent: tuple) -> str | None:
+    """``node``, ``block`` or ``input`` when ``parent`` is a mapping of names the recipe chose."""
+    if len(parent) == 4 and parent[:2] == ("model", "blocks") and parent[3] == "graph":
+        return "node"  # a block's own graph
+    return _NAMED.get(parent)
+
+
 def _step(node, part, next_part, here: tuple, where: str):
+    """One step down the path: the child, and the key or (front-counted) index taken."""
     if isinstance(part, int):
-        if not isinstance(node, list) or part >= len(node):
-            size = len(node) if isinstance(node, list) else 0
-            raise RecipeError(Problem(where, format_path(here), f"no item [{part}] here: the list has {size} items"))
-        return node[part]
+        index = _index(node, part, (*here, part), where)
+        return node[index], index
     if not isinstance(node, dict):
-        raise RecipeError(Problem(where, format_path(here), f"cannot set a key inside {type(node).__name__} {node!r}"))
+        raise RecipeError(Problem(where, format_path((*here, part)),
+                                  f"cannot set a key inside {type(node).__name__} {node!r}"))
+    kind = _named_kind(here)
+    if kind is not None and part not in node:
+        names = [str(k) for k in node]
+        known = f"; the {kind}s are {', '.join(names)}" if names else ""
+        raise RecipeError(Problem(where, format_path((*here, part)), f"no {kind} '{part}'"
+                                  f"{did_you_mean(part, names)}{known}; to add a {kind}, set it whole "
+                                  f"(--set {format_path((*here, part))}=...)"))
     if isinstance(node.get(part), bool) and not isinstance(next_part, int):
         node[part] = {"enabled": node[part]}  # a switch (log.tensorboard: true) opened up into its options
     if node.get(part) is None:
         node[part] = [] if isinstance(next_part, int) else {}
-    return node[part]
+    return node[part], part

@@ -231,14 +231,19 @@ def load_yaml(text: str, source: str = "<string>") -> Located:
     if len(text) > MAX_TEXT:
         raise RecipeError(Problem(source, "", f"is {len(text):,} characters long; a recipe is at most "
                                               f"{MAX_TEXT:,} (is it really a recipe?)"))
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters here, before parsing
+    except yaml.reader.ReaderError as exc:
+        raise RecipeError(_unreadable(text, source, exc)) from None
     try:
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        raise RecipeError(_unreadable(text, source, exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         what = exc.problem or exc.context or "invalid YAML"
-        raise RecipeError(Problem(where, "", f"invalid YAML: {what}")) from None
+        raise RecipeError(Problem(where, "", f"invalid YAML: {_in_recipe_terms(what, mark)}")) from None
     except yaml.YAMLError as exc:
         raise RecipeError(Problem(source, "", f"invalid YAML: {exc}")) from None
     except RecursionError:  # the composer recurses once per level of nesting
@@ -251,6 +256,27 @@ def load_yaml(text: str, source: str = "<string>") -> Located:
     if node is not None:
         doc.data = _Constructor(loader, doc).value(node, ())
     return doc
+
+
+def _unreadable(text: str, source: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not allow (a NUL, a control character): where, and what it suggests."""
+    before = text[: exc.position]
+    line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return Problem(f"{source}:{line}:{column}", "", f"the text holds the control character {char!r}, which YAML "
+                   "does not allow: is this a binary file rather than a recipe? A recipe is YAML text")
+
+
+def _in_recipe_terms(what: str, mark: Any) -> str:
+    """PyYAML's own words for the two indentation mistakes recipes show most, said in terms of keys and lines."""
+    if what.startswith("expected <block end>, but found '<block mapping start>'"):
+        return (f"this line starts in column {mark.column + 1}, where no key above it starts: the keys of one "
+                "mapping must start in the same column, so indent it as far as the key it belongs beside")
+    if what == "mapping values are not allowed here":
+        return ("a 'key:' where a value was expected: either this line is indented under a key whose value is on "
+                "the same line (check the indentation of the line and the one above), or a value holds ': ' and "
+                "needs quotes")
+    return what
 
 
 def load_yaml_file(path: str) -> Located:

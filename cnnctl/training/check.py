@@ -59,8 +59,9 @@ def check_recipe(recipe: Recipe, *, data: bool = False, graph: str | os.PathLike
     from cnnctl.training.preflight import check_training, prepare
 
     built = build(recipe)
-    check_training(built.model, recipe)
+    training_warnings = check_training(built.model, recipe)
     report = CheckReport(**check_report(built))
+    report.warnings += training_warnings
     if data:
         loaded = prepare(recipe).data  # every check train makes before it starts: shapes, classes, loss, weights
         if loaded.verify is not None:  # image files: decode every one now, not mid-epoch

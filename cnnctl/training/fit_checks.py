@@ -13,6 +13,7 @@ from cnnctl.errors import RecipeError
 from cnnctl.recipe import Recipe
 from cnnctl.recipe.calls import split_spec
 from cnnctl.recipe.train_spec import per_output
+from cnnctl.recipe.yaml_loader import format_path
 
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
 _BINARY_LOSSES = {"binary_crossentropy", "BinaryCrossentropy", "binary_focal_crossentropy", "BinaryFocalCrossentropy"}
@@ -95,6 +96,48 @@ def check_outputs(model: keras.Model, recipe: Recipe) -> None:
                 f"output '{name}' gives {shape} per example, but {loss_name} needs one vector of class scores; "
                 "add Flatten or GlobalAveragePooling2D before the last Dense layer",
             ))
+
+
+_PROBABILITIES = {**dict.fromkeys(_SPARSE_LOSSES | {"categorical_crossentropy", "CategoricalCrossentropy"}, "softmax"),
+                  **dict.fromkeys(_BINARY_LOSSES, "sigmoid")}
+_LOSS_CLASSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+                 "categorical_crossentropy": "CategoricalCrossentropy", "binary_crossentropy": "BinaryCrossentropy",
+                 "binary_focal_crossentropy": "BinaryFocalCrossentropy"}
+
+
+def output_warnings(model: keras.Model, recipe: Recipe) -> list[str]:
+    """Outputs whose last activation does not give the probabilities their loss takes (``from_logits: false``):
+    trained so, a classifier stays near chance without an error. One warning each, naming both fixes."""
+    graph = recipe.graph
+    losses = recipe.train.loss if per_output(recipe.train.loss, graph.output_names) else None
+    warnings = []
+    for i, (name, tensor) in enumerate(zip(graph.output_names, model.outputs, strict=True)):
+        loss = losses.get(name) if losses else recipe.train.loss
+        if loss is None:
+            continue
+        loss_name, args = split_spec(loss)
+        wanted = _PROBABILITIES.get(loss_name)
+        layer = tensor._keras_history[0]  # the layer that gives this output
+        given = _activation_of(layer)
+        if wanted is None or args.get("from_logits") or given is None or given == wanted:
+            continue
+        loss_class = _LOSS_CLASSES.get(loss_name, loss_name)
+        at = format_path(_output_where(recipe, name, i))
+        warnings.append(f"output '{name}' comes from {layer.name} ({type(layer).__name__}, {at}) with activation "
+                        f"{given}, but {loss_name} takes probabilities, which {wanted} gives: trained so, the model "
+                        f"stays near chance. Give {layer.name} activation: {wanted}, or make the loss take logits "
+                        f"(train.loss: {{{loss_class}: {{from_logits: true}}}})")
+    return warnings
+
+
+def _activation_of(layer: keras.layers.Layer) -> str | None:
+    """The name of the activation a layer ends with (``linear`` for none), or None when it is not known."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", None) if callable(activation) else str(activation)
 
 
 def _outputs_with(model: keras.Model, recipe: Recipe, names: set[str]):

@@ -19,12 +19,13 @@ from cnnctl.data.sources.images import bad_files_named
 from cnnctl.errors import RecipeError, first_line
 from cnnctl.model import build
 from cnnctl.model.compile import compile_model
+from cnnctl.model.report import dead_node_warnings
 from cnnctl.model.schedules import is_schedule_spec
 from cnnctl.recipe import Recipe
 from cnnctl.recipe.calls import split_spec
 from cnnctl.registry import FORMATS
 from cnnctl.training.callbacks import build_callbacks
-from cnnctl.training.fit_checks import check_fits_data, check_outputs
+from cnnctl.training.fit_checks import check_fits_data, check_outputs, output_warnings
 from cnnctl.training.options import check_monitor, class_weights, logged_names
 
 PLACEHOLDER_RUN = Path("RUN")  # callbacks' files are checked (and built) against a run that does not exist yet
@@ -49,15 +50,17 @@ class Prepared:
     class_weight: dict[int, float] | None
     logged: list[str]  # the values fit logs each epoch (monitor candidates)
     callbacks: list  # the recipe's Keras callbacks, their files under PLACEHOLDER_RUN (``place_in_run``)
+    warnings: list[str]  # what does not stop training but would surprise: dead nodes, outputs without probabilities
 
     @property
     def has_validation(self) -> bool:
         return self.data.sizes["validation"] > 0
 
 
-def check_training(model: keras.Model, recipe: Recipe) -> None:
+def check_training(model: keras.Model, recipe: Recipe) -> list[str]:
     """What ``cnnctl check`` can tell without data: optimizer (schedule), losses, metrics, monitor, callbacks,
-    class weights (by index), jit_compile, exports, and the augmentation layers on the model's input shape."""
+    class weights (by index), jit_compile, exports, and the augmentation layers on the model's input shape.
+    Returns the warnings that do not stop training (``output_warnings``)."""
     check_outputs(model, recipe)
     compile_model(model, recipe)  # decay_steps: auto gets a placeholder step count (no data here)
     has_validation = recipe.data.split.validation > 0
@@ -69,6 +72,7 @@ def check_training(model: keras.Model, recipe: Recipe) -> None:
     shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
     if recipe.data.augment and shape is not None and None not in shape:  # the data's range is known only with data
         augmentation_layers(recipe.data, recipe.seed, (0.0, 255.0), shape)
+    return output_warnings(model, recipe)
 
 
 def check_exports(recipe: Recipe) -> None:
@@ -101,7 +105,8 @@ def prepare(recipe: Recipe, normalization: Normalization | None = None) -> Prepa
     weights = class_weights(model, recipe, class_names=data.class_names, counts=data.class_counts["train"])
     with undecodable_files(data):  # the first batch is the first image decoded
         _check_loss_fits(model, data, recipe)
-    return Prepared(model, data, built.policy, per_epoch, total, weights, logged, callbacks)
+    warnings = dead_node_warnings(recipe.graph) + output_warnings(model, recipe)
+    return Prepared(model, data, built.policy, per_epoch, total, weights, logged, callbacks, warnings)
 
 
 def has_schedule(recipe: Recipe) -> bool:

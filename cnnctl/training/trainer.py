@@ -55,6 +55,8 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True,
     started = time.perf_counter()
     determinism(recipe)
     plan = prepare(recipe)  # a recipe error leaves no run directory behind
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     run = Run.create(runs_dir, recipe.name)
     if announce is not None:  # once the recipe has passed every check and the run exists
         announce(run)

@@ -537,6 +537,16 @@ SETS: dict[str, Case] = {
     "set_layer_argument_typo": Case(OK, None, "model.layers[1].Dense.unit",
                                     "Dense has no argument 'unit' (did you mean 'units'?)",
                                     sets=("model.layers[1].Dense.unit=3",)),
+    "set_negative_index_out_of_range": Case(OK, None, "model.layers[-3]", "no item [-3] here: the list has 2 items",
+                                            sets=("model.layers[-3].Dense.units=3",)),
+    # cnnctl 93d106b made a new node conv9 and failed in Keras with "missing kernel_size" (issue 16, item 2)
+    "set_inside_a_node_that_does_not_exist": Case(
+        (Path(__file__).parents[2] / "recipes" / "early_exit.yaml").read_text(), None, "model.graph.conv9",
+        "no node 'conv9' (did you mean 'conv3'?)", sets=("model.graph.conv9.Conv2D.filters=8",)),
+    "set_inside_a_block_that_does_not_exist": Case(
+        CONV_BLOCK + "    - conv_relu: {filters: 8}\n" + f"    - Flatten\n    - {HEAD}\n", None,
+        "model.blocks.conv_rlu", "no block 'conv_rlu' (did you mean 'conv_relu'?)",
+        sets=("model.blocks.conv_rlu.params.filters=4",)),
 }
 
 # Visible only against the data, so `train`: digits gives one [8, 8, 1] image and a class index.

@@ -7,6 +7,7 @@ import pytest
 
 from cnnctl.errors import RecipeError
 from cnnctl.recipe import dump_recipe, load_recipe, load_recipe_text
+from tests.conftest import ROOT
 
 MINIMAL = """\
 name: t
@@ -135,3 +136,13 @@ def test_validation_does_not_import_tensorflow():
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["RecipeError", "False", "False"]
+
+
+def test_set_takes_negative_list_indices_and_adds_a_node_given_whole():
+    recipe = load_recipe(str(ROOT / "recipes" / "digits_cnn.yaml"), ["model.layers[-1].Dense.units=7"])
+    assert recipe.model.layers[-1] == {"Dense": {"units": 7, "activation": "softmax"}}
+    assert recipe.problem(("model", "layers", 7, "Dense", "units"), "x").where == "--set model.layers[-1].Dense.units=7"
+    graph = load_recipe(str(ROOT / "recipes" / "early_exit.yaml"),
+                        ["model.graph.extra={Dense: {units: 10, activation: softmax}, from: flat3}",
+                         "model.outputs=[exit1, exit2, exit3, extra]"])
+    assert graph.graph.output_names == ("exit1", "exit2", "exit3", "extra")

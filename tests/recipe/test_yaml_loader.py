@@ -156,3 +156,28 @@ def test_boolean_words_are_kept_and_boolean_keys_are_names():
     doc = load_yaml("padding: no\nflags: [On, true]\nno: 1\nyes: {off: 2}\nwords: [y, n]\n")
     assert doc.data == {"padding": False, "flags": [True, True], "no": 1, "yes": {"off": 2}, "words": ["y", "n"]}
     assert doc.words == {("padding",): "no", ("flags", 0): "On", ("flags", 1): "true"}
+
+
+def test_a_binary_file_given_as_a_recipe_is_named_so_at_its_first_control_character(tmp_path):
+    # cnnctl 93d106b ended in a yaml.reader.ReaderError traceback, exit 1 (issue 16, item 8)
+    from tests.conftest import invoke_fails
+
+    (tmp_path / "g.yaml").write_bytes(b"\x00\x01\x02\xc3\xbf not yaml\n")
+    assert "g.yaml:1:1: the text holds the control character '\\x00'" in invoke_fails("check", str(tmp_path / "g.yaml"))
+    (tmp_path / "h.yaml").write_text("name: t\nmodel: x\x07\n")
+    message = invoke_fails("check", str(tmp_path / "h.yaml"))
+    assert "h.yaml:2:9: the text holds the control character '\\x07'" in message and "binary file" in message
+
+
+@pytest.mark.parametrize(("text", "where", "words"), [
+    ("name: t\nmodel:\n  input: [8]\n layers: [Flatten]\n", "r.yaml:4:2",
+     "this line starts in column 2, where no key above it starts"),
+    ("name: t\n  model:\n  input: [8]\n", "r.yaml:2:8",
+     "this line is indented under a key whose value is on the same line"),
+])
+def test_indentation_mistakes_are_told_in_terms_of_keys_and_lines(text, where, words):
+    # cnnctl 93d106b gave PyYAML's own "expected <block end>, but found '<block mapping start>'" (item 13)
+    with pytest.raises(RecipeError) as err:
+        load_yaml(text, "r.yaml")
+    assert str(err.value).startswith(f"{where}: invalid YAML: ") and words in str(err.value)
+    assert "<block" not in str(err.value)
