@@ -120,7 +120,32 @@ def _argument_problem(cls: type, key: str, value: Any, where: Locator, path: tup
         return where.problem(at, f"{{{', '.join(map(str, keys))}}} {SERIALIZED_FORM}")
     if key.endswith("activation") and module_path(value, "activation"):
         return where.problem(path, module_path(value, "activation"))
-    return None
+    return _unknown_name(key, value, where, path)
+
+
+def _unknown_name(key: str, value: Any, where: Locator, path: tuple) -> Any:
+    """An activation, initializer, regularizer or constraint named by a word Keras does not know: located at the
+    argument, with a did-you-mean (Keras would say "Could not interpret ..." at the layer, once built)."""
+    if not isinstance(value, str) or module_path(value, "name"):
+        return None
+    module, kind = None, ""
+    if key.endswith("activation"):
+        module, kind = keras.activations, "activation"
+    else:
+        family = next((suffix for suffix in _FAMILIES if key.endswith(suffix)), None)
+        if family is not None:
+            module, kind = _FAMILIES[family], family.lstrip("_")
+    if module is None:
+        return None
+    try:
+        module.get(value)
+        return None
+    except (ValueError, TypeError):
+        known = [n for n in dir(module) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+        words = [n for n in known if n.islower()]
+        hint = did_you_mean(value, words) or did_you_mean(value, known)
+        listed = "" if hint else f"; Keras's {kind}s are {', '.join(words)}"
+        return where.problem(path, f"unknown {kind} '{value}'{hint}{listed}")
 
 
 def _serialized(value: Any, path: tuple) -> tuple[tuple, list] | None:

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 
 from cnnctl.errors import Problem, RecipeError, first_line
-from cnnctl.model.objects import layer_classes, make_layer
+from cnnctl.model.objects import make_layer
 from cnnctl.model.precision import is_mixed, policy_scope, resolve_policy
 from cnnctl.recipe.graph import Call, Graph
 from cnnctl.recipe.limits import MAX_UNROLL, memory_bytes, size_text
@@ -191,10 +191,7 @@ def _construct_layers(recipe: Recipe, graph: Graph, float32_outputs: bool = Fals
     """
     calls = {call.key: call for call in graph.calls}
     output_layers = {calls[key].share or key for key in graph.outputs} if float32_outputs else set()
-    problems: list[Problem] = []
-    for block in sorted(set(recipe.model.blocks) & set(layer_classes())):
-        problems.append(recipe.problem(("model", "blocks", block),
-                                       f"block '{block}' has the name of a Keras layer; rename it", key=True))
+    problems: list[Problem] = []  # (a block named like a layer is refused by the recipe stage)
     layers: dict[str, keras.layers.Layer] = {}
     for call in graph.calls:
         if call.share is not None:

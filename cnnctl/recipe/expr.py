@@ -116,7 +116,12 @@ def substitute(value: Any, params: dict[str, Any], path: tuple, problems: list[t
         whole = _WHOLE.match(value)
         if whole:
             return evaluate(whole.group(1), params)
-        return _PART.sub(lambda m: str(evaluate(m.group(1), params)), value)
+        text = _PART.sub(lambda m: str(evaluate(m.group(1), params)), value)
+        if "${" in text:  # an opening ${ left without its }
+            start = text.index("${")
+            raise ExprError(f"the ${{ in {value!r} is not closed: write ${{...}} with its closing brace, e.g. "
+                            f"'{text[start:].rstrip('}')}}}'")
+        return text
     except ExprError as exc:
         problems.append((path, str(exc)))
         return value

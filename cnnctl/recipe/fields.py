@@ -104,6 +104,10 @@ def _layer(value: Any) -> Any:
     _refuse_serialized(value)
     if isinstance(value, dict) and len(value) == 1:
         (name, args), = value.items()
+        if isinstance(name, str) and " {" in name:  # "Dense {units: 10}": YAML split it at the ': ' inside
+            cls = name.split(" {", 1)[0]
+            raise ValueError(f"layer '{cls}' needs a ':' before its arguments: write {cls}: {{{name.split(' {', 1)[1]}"
+                             f": {args}")
         raise ValueError(
             f"the arguments of layer '{name}' must be a mapping of argument names to values, "
             f"got {args!r}"

@@ -23,6 +23,7 @@ from cnnctl.errors import Locator, Problem, RecipeError, did_you_mean
 from cnnctl.recipe.calls import Call, Graph, dedupe, snake, split_spec
 from cnnctl.recipe.expr import substitute
 from cnnctl.recipe.fields import SERIALIZED_FORM, SERIALIZED_KEYS
+from cnnctl.recipe.keras_names import layer_names
 from cnnctl.recipe.limits import MAX_CALLS, MAX_REPEAT
 from cnnctl.recipe.model_spec import BlockSpec, ModelSpec
 from cnnctl.recipe.train_spec import TrainSpec, per_output
@@ -75,6 +76,11 @@ class _Resolver:
 
     def resolve(self) -> Graph:
         model = self.recipe.model
+        for block in sorted(set(self.blocks) & layer_names()):  # first: the uses of the block would fail confusingly
+            self._problem(("model", "blocks", block), f"block '{block}' has the name of a Keras layer; rename it",
+                          key=True)
+        if self.problems:
+            raise RecipeError(dedupe(self.problems))
         inputs = model.input_specs()
         for name in inputs:
             self.layer_names[name] = ("model", "input" if model.input is not None else "inputs")

@@ -138,3 +138,15 @@ def test_check_counts_macs_of_cnnctl_layers():
     assert lrn == 0 and conv == 64 * 8 * 1
     assert se == 2 * 8 * 2  # squeeze 8 -> 2 and excite 2 -> 8, once per example
     assert graph == 64 * 8 * 2 + 64 * 64 * 2  # X W, then A_hat on the 2-wide side
+
+
+def test_the_recipe_stage_knows_every_layer_name_the_model_stage_builds():
+    """The recipe stage reads the layer names without importing Keras; they must be the builder's."""
+    from cnnctl.model.custom_layers import CUSTOM_LAYERS
+    from cnnctl.model.objects import REFUSED_LAYERS, layer_classes
+    from cnnctl.recipe.keras_names import CNNCTL_LAYERS, layer_names
+
+    assert set(CNNCTL_LAYERS) == set(CUSTOM_LAYERS)
+    assert set(layer_classes()) <= layer_names()
+    assert set(REFUSED_LAYERS) <= layer_names()  # refused, but still a name a block may not hide
+    assert {"Dense", "Conv2D", "Attention", "LSTM", "GraphConv"} <= layer_names()
