@@ -47,9 +47,16 @@ def check_monitored(monitor: str, known: list[str], has_validation: bool, recipe
 
 def check_monitor(model: keras.Model, recipe: Recipe, has_validation: bool) -> None:
     """``train.monitor`` (what picks best.keras) must be a value the run logs."""
-    if recipe.train.monitor is not None:
-        known = logged_names(model, recipe, has_validation)
-        check_monitored(recipe.train.monitor, known, has_validation, recipe, ("train", "monitor"))
+    monitor = recipe.train.monitor
+    if monitor is None:
+        return
+    if "monitor" not in recipe.train.model_fields_set and monitor.startswith("val_") and not has_validation:
+        raise RecipeError(recipe.problem(
+            ("data", "split", "validation"),
+            f"no validation split, so no {monitor} for train.monitor to pick best.keras by (it watches {monitor} "
+            "unless told otherwise); give a validation fraction above 0, or train.monitor: loss (the training loss) "
+            "or null (no best.keras)"))
+    check_monitored(monitor, logged_names(model, recipe, has_validation), has_validation, recipe, ("train", "monitor"))
 
 
 def monitor_mode(monitor: str, mode: str) -> str:

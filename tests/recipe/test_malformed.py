@@ -484,9 +484,7 @@ CHECK: dict[str, Case] = {
     "monitor_default_without_validation": Case(
         "name: t\ndata:\n  split: {validation: 0.0}  # <-\nmodel:\n  input: [8, 8, 1]\n  layers: [Flatten]\n"
         "train:\n  epochs: 1\n",
-        None, "data.split.validation", "val_loss",
-        xfail="reports 'train.monitor: val_loss is not a metric ...' at 8:3 (the epochs: line); the recipe never "
-              "wrote a monitor: point at the validation split (or fall back to monitoring loss)"),
+        None, "data.split.validation", "val_loss"),
     "loss_for_an_output_that_does_not_exist": Case(recipe("""
         name: t
         model:
