@@ -121,12 +121,20 @@ def _predict_all(model: keras.Model, batches: tf.data.Dataset) -> tuple[np.ndarr
     return np.concatenate(labels), [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
 
 
-def _metrics(loaded: RunModel, y_true: np.ndarray, predicted: list[np.ndarray]) -> dict[str, float]:
-    """The loss and metrics ``model.evaluate`` reports, from the predictions of the whole split at once.
+def measure(model: keras.Model, batches: tf.data.Dataset) -> dict[str, float]:
+    """The compiled ``model``'s loss and metrics on ``batches`` of (examples, class index): the one computation of
+    test metrics, for ``cnnctl eval`` and for the test split at the end of training.
 
-    The total loss equals evaluate's; per-output losses are exact means over the
-    examples, where evaluate averages its batches' means.
+    Every example is predicted first; the loss and metrics are then computed on the
+    whole split at once, so each output's loss is the exact mean over the examples
+    (``model.evaluate`` averages its batches' means) and the total is their weighted sum.
     """
+    y_true, predicted = _predict_all(model, batches)
+    return _loss_and_metrics(model, y_true, predicted)
+
+
+def _metrics(loaded: RunModel, y_true: np.ndarray, predicted: list[np.ndarray]) -> dict[str, float]:
+    """The loss and metrics of ``loaded`` compiled as its recipe says (or as the usual classifier without one)."""
     model = loaded.model
     count = len(predicted)
     if loaded.recipe is not None and loaded.model is not loaded.serving:
@@ -136,6 +144,12 @@ def _metrics(loaded: RunModel, y_true: np.ndarray, predicted: list[np.ndarray]) 
             from_logits=bool(logits)) for p, logits in zip(predicted, loaded.logits, strict=True)]
         model.compile(loss=losses if count > 1 else losses[0],
                       metrics=[["accuracy"]] * count if count > 1 else ["accuracy"])
+    return _loss_and_metrics(model, y_true, predicted)
+
+
+def _loss_and_metrics(model: keras.Model, y_true: np.ndarray, predicted: list[np.ndarray]) -> dict[str, float]:
+    """The compiled loss (regularization included, as Keras adds it) and metrics, from every prediction at once."""
+    count = len(predicted)
     y = tuple([y_true] * count) if count > 1 else y_true
     y_pred = predicted if count > 1 else predicted[0]
     model.reset_metrics()

@@ -195,14 +195,14 @@ def _cardinality(count: int):
 
 def _finish(recipe: Recipe, plan: Prepared, session: _Session, *, started: float) -> TrainResult:
     from cnnctl.exports.writer import write_export
+    from cnnctl.serving.evaluate import measure
 
     model, data, run = plan.model, plan.data, session.run
     save_model_atomic(model, run / layout.MODEL)
     metrics = run_metrics(recipe, plan, session.state)
     if data.sizes["test"] > 0:
         with undecodable_files(data):
-            test = model.evaluate(for_outputs(data["test"], len(model.outputs)), return_dict=True, verbose=0)
-        metrics["test"] = {k: float(v) for k, v in test.items()}
+            metrics["test"] = measure(model, data["test"])  # as cnnctl eval measures it
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
     if recipe.export:  # "completed" once the exports are written too: a run killed before is resumed to write them
         run.write_json(layout.METRICS, {**metrics, "status": "exporting"})

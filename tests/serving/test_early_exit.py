@@ -60,6 +60,19 @@ def run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+def test_training_measures_the_test_split_as_eval_does(run):
+    """One computation of test metrics: each exit's loss is the exact mean over the split, not a mean of batch
+    means, so metrics.json and ``cnnctl eval`` agree and the total is the weighted sum of the exits' losses."""
+    trained = json.loads((run / "metrics.json").read_text())["test"]
+    evaluated = invoke("eval", str(run), "--json")["metrics"]
+    assert set(trained) == set(evaluated) >= {"loss", "exit1_loss", "exit2_loss", "exit3_loss", "exit1_accuracy"}
+    for name, value in trained.items():  # float32 sums over 360 examples, batched alike or not
+        assert value == pytest.approx(evaluated[name], rel=1e-5, abs=1e-6), name
+    weighted = 0.5 * trained["exit1_loss"] + 0.75 * trained["exit2_loss"] + 1.0 * trained["exit3_loss"]
+    assert trained["loss"] == pytest.approx(weighted, rel=1e-5)  # the recipe's loss_weights; no regularizer
+
+
+@pytest.mark.slow
 def test_eval_reports_each_exits_accuracy_and_compute(run):
     report = invoke("eval", str(run), "--json")
     trained = json.loads((run / "metrics.json").read_text())["test"]
