@@ -88,20 +88,32 @@ def _normalized(adjacency: np.ndarray, normalize: str, self_loops: bool) -> np.n
     return scale[:, None] * adjacency * scale[None, :]
 
 
-def _constant(value: np.ndarray, dtype: str) -> Any:
-    """``value`` as a backend tensor made outside any graph being traced.
+def grid_stencil(height: int, width: int, *, connectivity: int, sigma: float | None, normalize: str,
+                 self_loops: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid's ``A_hat`` as ``(stencil, left, right)``: ``A_hat X = left * conv3x3(right * X, stencil)``.
 
-    ``build()`` can run inside a TensorFlow scratch graph (a subclassed model's first call);
-    a tensor made there cannot be used later. An eager tensor is captured by reference, where
-    a numpy array converted in ``call()`` would be copied into every traced graph (20 s to
-    trace a 64x64 grid's 4096 x 4096 matrix).
+    On the pixel grid an edge's weight depends only on the offset between its pixels, so ``A (+ I)`` is one
+    3x3 stencil slid over the image with zero padding (a pixel outside the image is no neighbour), and the
+    normalization is a per-pixel scale on each side: ``D^-1/2`` on both ("symmetric"), ``D^-1`` on the
+    left ("row"), none ("none"). ``left`` and ``right`` have shape (H, W, 1). Equal to ``_normalized(
+    grid_adjacency(...))`` applied densely, at 9 multiplications per pixel instead of H*W.
     """
-    if keras.backend.backend() != "tensorflow":
-        return ops.convert_to_tensor(value, dtype=dtype)
-    import tensorflow as tf
-
-    with tf.init_scope():
-        return ops.convert_to_tensor(value, dtype=dtype)
+    stencil = np.zeros((3, 3))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if (dy, dx) != (0, 0) and not (connectivity == 4 and dy and dx):
+                stencil[dy + 1, dx + 1] = 1.0 if sigma is None else math.exp(-(dy * dy + dx * dx) / sigma**2)
+    stencil[1, 1] = 1.0 if self_loops else 0.0
+    padded = np.pad(np.ones((height, width)), 1)
+    degree = sum(stencil[i, j] * padded[i:i + height, j:j + width] for i in range(3) for j in range(3))
+    ones = np.ones((height, width, 1))
+    if normalize == "none":
+        return stencil, ones, ones
+    scale = np.zeros_like(degree)  # a pixel with no neighbour and no self loop (a 1x1 image) keeps zeros
+    scale[degree > 0] = degree[degree > 0] ** (-0.5 if normalize == "symmetric" else -1.0)
+    if normalize == "row":
+        return stencil, scale[..., None], ones
+    return stencil, scale[..., None], scale[..., None]
 
 
 @keras.saving.register_keras_serializable(package="cnnctl")
@@ -255,14 +267,15 @@ class GraphConv(keras.layers.Layer):
                 raise ValueError(f"GraphConv with adjacency='grid' needs (batch, H, W, F) images; for (batch, N, F) "
                                  f"node features give an explicit N x N `adjacency`. "
                                  f"Received input_shape={input_shape}")
-            adjacency = grid_adjacency(input_shape[1], input_shape[2], self.connectivity, self.sigma)
+            self._stencil = grid_stencil(input_shape[1], input_shape[2], connectivity=self.connectivity,
+                                         sigma=self.sigma, normalize=self.normalize, self_loops=self.self_loops)
         else:
             adjacency = np.asarray(self.adjacency, dtype="float32")
-        nodes = math.prod(input_shape[1:-1])
-        if len(adjacency) != nodes:
-            raise ValueError(f"GraphConv's `adjacency` is {len(adjacency)} x {len(adjacency)} but the input has "
-                             f"{nodes} nodes. Received input_shape={input_shape}")
-        self._a_hat = _constant(_normalized(adjacency, self.normalize, self.self_loops), self.compute_dtype)
+            nodes = math.prod(input_shape[1:-1])
+            if len(adjacency) != nodes:
+                raise ValueError(f"GraphConv's `adjacency` is {len(adjacency)} x {len(adjacency)} but the input has "
+                                 f"{nodes} nodes. Received input_shape={input_shape}")
+            self._a_hat = _normalized(adjacency, self.normalize, self.self_loops)
         self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], self.units),
                                       initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
         self.bias = None
@@ -271,25 +284,43 @@ class GraphConv(keras.layers.Layer):
                                         regularizer=self.bias_regularizer)
 
     def call(self, inputs: Any) -> Any:
-        features = inputs.shape[-1]
-        x = ops.reshape(inputs, (-1, self._a_hat.shape[0], features))
-        # Apply A_hat on the narrower side of W: N * N * min(F, units) multiplications.
-        if self.units <= features:
-            x = ops.einsum("nm,bmu->bnu", self._a_hat, ops.matmul(x, self.kernel))
+        # Apply A_hat on the narrower side of W. A_hat's small constants are made here, so that every traced
+        # graph holds them (a tensor captured from outside is an extra graph input to tf2onnx).
+        if self.units <= inputs.shape[-1]:
+            x = self._propagate(ops.matmul(inputs, self.kernel))
         else:
-            x = ops.matmul(ops.einsum("nm,bmf->bnf", self._a_hat, x), self.kernel)
+            x = ops.matmul(self._propagate(inputs), self.kernel)
         if self.bias is not None:
             x = x + self.bias
-        return ops.reshape(self.activation(x), (-1, *inputs.shape[1:-1], self.units))
+        return self.activation(x)
+
+    def _propagate(self, x: Any) -> Any:
+        """``A_hat · x`` for each example: on the grid a 3x3 depthwise convolution between two per-pixel scales
+        (see ``grid_stencil``); for an explicit adjacency one plain 2-D matmul, (batch * C, N) · A_hat^T (a
+        batched einsum does the same, but TFLite's converter does not take it)."""
+        channels = x.shape[-1]
+        if self.adjacency == "grid":
+            stencil, left, right = self._stencil
+            kernel = np.broadcast_to(stencil[:, :, None, None], (3, 3, channels, 1))
+            if (right != 1).any():
+                x = x * ops.convert_to_tensor(right, dtype=x.dtype)
+            x = ops.depthwise_conv(x, ops.convert_to_tensor(kernel, dtype=x.dtype), padding="same")
+            return x * ops.convert_to_tensor(left, dtype=x.dtype) if (left != 1).any() else x
+        nodes, shape = len(self._a_hat), x.shape[1:-1]
+        rows = ops.reshape(ops.moveaxis(ops.reshape(x, (-1, nodes, channels)), 1, 2), (-1, nodes))
+        out = ops.matmul(rows, ops.convert_to_tensor(self._a_hat.T, dtype=x.dtype))
+        return ops.reshape(ops.moveaxis(ops.reshape(out, (-1, channels, nodes)), 1, 2), (-1, *shape, channels))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*input_shape[:-1], self.units)
 
     def macs(self, input_shapes: list[Shape]) -> int:
-        """Multiply-accumulates per example: X·W, then A_hat on the narrower side (as ``call`` does)."""
+        """Multiply-accumulates per example: X·W, then A_hat on the narrower side (as ``call`` does): a 3x3
+        stencil per pixel on the grid, N x N for an explicit adjacency."""
         features = input_shapes[0][-1]
         nodes = math.prod(input_shapes[0][1:-1])
-        return nodes * features * self.units + nodes * nodes * min(features, self.units)
+        taps = 9 if self.adjacency == "grid" else nodes
+        return nodes * features * self.units + nodes * taps * min(features, self.units)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "adjacency": self.adjacency,

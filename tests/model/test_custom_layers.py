@@ -208,6 +208,21 @@ def test_graph_conv_on_an_image_matches_a_hat_x_w_plus_b(rng, connectivity, sigm
     np.testing.assert_allclose(as_numpy(layer(x)), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("normalize", ["symmetric", "row", "none"])
+@pytest.mark.parametrize("self_loops", [True, False])
+@pytest.mark.parametrize(("connectivity", "sigma"), [(4, None), (8, None), (8, 0.7)])
+def test_graph_conv_on_a_grid_applies_the_dense_a_hat(rng, normalize, self_loops, connectivity, sigma):
+    """The grid's stencil form equals A_hat built densely from the adjacency, border pixels included."""
+    x = rng.normal(size=(2, 4, 5, 3)).astype("float32")
+    layer = GraphConv(3, connectivity=connectivity, sigma=sigma, normalize=normalize, self_loops=self_loops,
+                      use_bias=False)
+    layer.build(x.shape)
+    layer.set_weights([np.eye(3, dtype="float32")])
+    a_hat = normalized_by_hand(grid_by_hand(4, 5, connectivity, sigma), normalize, self_loops)
+    expected = (a_hat @ x.reshape(2, 20, 3)).reshape(x.shape)
+    np.testing.assert_allclose(as_numpy(layer(x)), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(2, 4, 3), (2, 2, 2, 3)])
 def test_graph_conv_with_an_explicit_adjacency(rng, shape):
     x = rng.normal(size=shape).astype("float32")
