@@ -118,6 +118,9 @@ def train(recipe: str | None, overrides: tuple[str, ...], runs_dir: str, name: s
     from cnnctl.training.summary import format_summary
 
     click.echo(format_summary(result.metrics, str(result.run.path)))
+    if result.failed_exports:  # the run is complete; the summary says how to write each missing export
+        raise CnnctlError(f"{', '.join(result.failed_exports)}: not exported (see the summary); the run itself is "
+                          "complete")
 
 
 @main.command(name="eval")

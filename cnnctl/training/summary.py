@@ -25,6 +25,12 @@ from cnnctl.exports.report import checked_text
 from cnnctl.tables import format_table
 
 
+def retry_command(record: dict[str, Any], run: str) -> str:
+    """The command that writes one of a recipe's exports again, from its record in metrics.json."""
+    quantize = f" --quantize {record['quantize']}" if record.get("quantize") else ""
+    return f"cnnctl export {record['format']} {run}{quantize}"
+
+
 def format_summary(metrics: dict[str, Any], run: str) -> str:
     """The final table of a run and the lines below it (see the module's docstring)."""
     splits = [s for s in ("train", "validation", "test") if metrics.get(s)]
@@ -55,6 +61,9 @@ def format_summary(metrics: dict[str, Any], run: str) -> str:
     if compute:
         lines.append("compute: " + ", ".join(compute))
     for label, record in metrics.get("exports", {}).items():
-        lines.append(f"export {label}: {record['path']} (vs Keras: {checked_text(record)})")
+        if "error" in record:
+            lines.append(f"export {label}: FAILED: {record['error']} (retry: {retry_command(record, run)})")
+        else:
+            lines.append(f"export {label}: {record['path']} (vs Keras: {checked_text(record)})")
     lines.append(f"run: {run}")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 
-from cnnctl.errors import CnnctlError
+from cnnctl.errors import CnnctlError, first_line
 from cnnctl.recipe import Recipe, dump_recipe
 from cnnctl.run import Run, WriteError, atomic_write_text, layout, save_model_atomic
 from cnnctl.training.callbacks import continue_csv_logs, place_in_run
@@ -29,6 +29,7 @@ from cnnctl.training.checkpoint import Checkpoint
 from cnnctl.training.metrics import run_metrics
 from cnnctl.training.preflight import PLACEHOLDER_RUN, Prepared, for_outputs, prepare, undecodable_files
 from cnnctl.training.state import EpochClock, Interrupted, NonFiniteLoss, RunRecorder, RunState, stop_on_signals
+from cnnctl.training.summary import retry_command
 
 
 @dataclass
@@ -37,6 +38,16 @@ class TrainResult:
 
     run: Run
     metrics: dict
+
+    @property
+    def failed_exports(self) -> dict[str, str]:
+        """The recipe's exports that were not written, by label: why (``cnnctl export`` writes them again)."""
+        return failed_exports(self.metrics)
+
+
+def failed_exports(metrics: dict) -> dict[str, str]:
+    """Labels of the exports metrics.json records as failed or not written, with the reason."""
+    return {label: record["error"] for label, record in metrics.get("exports", {}).items() if "error" in record}
 
 
 class LearningRateLog(keras.callbacks.Callback):
@@ -194,23 +205,62 @@ def _cardinality(count: int):
 
 
 def _finish(recipe: Recipe, plan: Prepared, session: _Session, *, started: float) -> TrainResult:
-    from cnnctl.exports.writer import write_export
+    """model.keras and the test metrics: the run is ``completed``; then the exports, each on its own."""
     from cnnctl.serving.evaluate import measure
 
     model, data, run = plan.model, plan.data, session.run
     save_model_atomic(model, run / layout.MODEL)
     metrics = run_metrics(recipe, plan, session.state)
-    if data.sizes["test"] > 0:
-        with undecodable_files(data):
-            metrics["test"] = measure(model, data["test"])  # as cnnctl eval measures it
+    try:
+        if data.sizes["test"] > 0:
+            with undecodable_files(data):
+                metrics["test"] = measure(model, data["test"])  # as cnnctl eval measures it
+    except KeyboardInterrupt:
+        raise StoppedAfterTraining(f"interrupted while measuring the test split; training had finished and "
+                                   f"{run / layout.MODEL} is written. Measure and export with: cnnctl train "
+                                   f"--resume {run.path} (no epoch is trained again)") from None
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
-    if recipe.export:  # "completed" once the exports are written too: a run killed before is resumed to write them
-        run.write_json(layout.METRICS, {**metrics, "status": "exporting"})
-        for fmt in recipe.export:
-            write_export(fmt, run, model, data, recipe)  # each records its check in metrics.json
-        metrics["exports"] = run.metrics().get("exports", {})
-    run.write_json(layout.METRICS, metrics)
+    run.write_json(layout.METRICS, metrics)  # completed, whatever the exports do
+    if recipe.export:
+        metrics["exports"] = _write_exports(recipe, run, model, data)
     return TrainResult(run=run, metrics=metrics)
+
+
+class StoppedAfterTraining(KeyboardInterrupt):
+    """Ctrl-C after the last epoch (exit 130): what was written, and how to finish."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message, self.exit_code = message, 130
+
+
+def _write_exports(recipe: Recipe, run: Run, model: keras.Model, data: Any) -> dict:
+    """Write the recipe's exports in order. Each is recorded in metrics.json as not written before it starts,
+    then replaced by its check when it succeeds, or by its one-line reason when it fails; a failure does not
+    stop the others (``cnnctl export`` retries it)."""
+    from cnnctl.exports.writer import export_spec, write_export
+
+    exports = run.metrics().get("exports", {})
+    for entry in recipe.export:
+        spec = export_spec(entry)
+        pending = {"format": spec.format, "quantize": spec.quantize}
+        exports[spec.label] = {**pending, "error": "not written: cnnctl train stopped before this export finished"}
+        run.update_json(layout.METRICS, exports=exports)
+        try:
+            exports[spec.label] = write_export(spec, run, model, data, recipe)  # it records its check itself
+            continue
+        except KeyboardInterrupt:
+            raise StoppedAfterTraining(
+                f"interrupted while exporting {spec.label}; training had finished ({run / layout.MODEL}, status "
+                f"completed). Write the missing exports with: {retry_command(pending, str(run.path))}") from None
+        except CnnctlError as exc:
+            reason = str(exc)
+        except Exception as exc:  # a converter's own failure: the trained run is kept, the export recorded as failed
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
+        exports[spec.label] = {**pending, "error": reason}
+        run.update_json(layout.METRICS, exports=exports)
+        print(f"warning: the {spec.label} export failed: {reason}", file=sys.stderr)
+    return exports
 
 
 def _failed(recipe: Recipe, run: Run, state: RunState, exc: NonFiniteLoss) -> CnnctlError:
