@@ -85,6 +85,7 @@ class Format:
     packages: tuple[str, ...] = ()  # the modules that extra installs
     float32_only: bool = False  # computes in float32 only: a mixed-precision model goes as its float32 twin
     tolerance: Callable[[ExportOptions, str | None], Tolerance] = float_tolerance
+    refuses: Callable[[keras.Model], str | None] | None = None  # why it cannot take a model: told before training
 
     def path_name(self, options: ExportOptions) -> str:
         """The file (or folder) name under RUN/export/: ``model.tflite``, or ``model_int8.tflite`` for a variant."""

@@ -123,6 +123,9 @@ def _is_run_file(path: Path, run: Run) -> bool:
 def _export(spec: ExportSpec, run: Run, serving: keras.Model, data: Datasets, *, out: str | None,
             force: bool, logits: list[bool | None], unsafe: bool = False) -> dict:
     form = FORMATS.get(spec.format)
+    reason = form.refuses(serving) if form.refuses is not None else None
+    if reason is not None:
+        raise UserError(f"{run.path}: {reason}")
     target = export_target(spec, run, out, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -68,22 +68,27 @@ def check_training(model: keras.Model, recipe: Recipe) -> list[str]:
     build_callbacks(recipe, PLACEHOLDER_RUN, logged=logged_names(model, recipe, has_validation),
                     has_validation=has_validation, schedule=has_schedule(recipe))
     class_weights(model, recipe)
-    check_exports(recipe)
+    check_exports(recipe, model)
     shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
     if recipe.data.augment and shape is not None and None not in shape:  # the data's range is known only with data
         augmentation_layers(recipe.data, recipe.seed, (0.0, 255.0), shape)
     return output_warnings(model, recipe)
 
 
-def check_exports(recipe: Recipe) -> None:
-    """Each format in ``export:`` can be written here (onnx needs its extra): found now, not after training."""
+def check_exports(recipe: Recipe, model: keras.Model | None = None) -> None:
+    """Each format in ``export:`` can be written here (onnx needs its extra) and takes ``model`` (a format may
+    know it cannot, e.g. TFLite and a recurrent layer not unrolled): found now, not after training."""
     from cnnctl.errors import UserError
 
     for i, spec in enumerate(recipe.export):
+        form = FORMATS.get(spec.format)
         try:
-            FORMATS.get(spec.format).require()
+            form.require()
         except UserError as exc:
             raise RecipeError(recipe.problem(("export", i), str(exc))) from None
+        reason = form.refuses(model) if model is not None and form.refuses is not None else None
+        if reason is not None:
+            raise RecipeError(recipe.problem(("export", i), reason))
 
 
 def prepare(recipe: Recipe, normalization: Normalization | None = None) -> Prepared:
@@ -93,6 +98,7 @@ def prepare(recipe: Recipe, normalization: Normalization | None = None) -> Prepa
     data = build_datasets(recipe.data, recipe.seed, normalization)
     built = build(recipe)
     model = built.model
+    check_exports(recipe, model)
     check_fits_data(model, data, recipe)
     per_epoch = data.steps_per_epoch
     total = per_epoch * recipe.train.epochs

@@ -139,6 +139,19 @@ def is_tflite(path: Path) -> bool:
         return False
 
 
+def refuses(model: keras.Model) -> str | None:
+    """A recurrent layer that is not unrolled loops over a TensorList, which the converter does not take with
+    TFLite's built-in ops (TF 2.21: "'tf.TensorListReserve' op requires element_shape to be static")."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=False):  # wrapped (Bidirectional) and nested layers too
+        if isinstance(layer, keras.layers.RNN) and not layer.unroll:
+            return (f"TFLite cannot convert the recurrent layer '{layer.name}' ({type(layer).__name__}) unless it is "
+                    "unrolled: give it `unroll: true` (its sequence length must then be fixed), or export savedmodel "
+                    "or onnx instead")
+    return None
+
+
 TFLITE = FORMATS.register(Format(name="tflite", title="TFLite", file_name="model.tflite", write=write_tflite,
                                  load=load_tflite, recognizes=is_tflite, options=TfliteOptions, float32_only=True,
-                                 tolerance=tolerance))
+                                 tolerance=tolerance, refuses=refuses))
