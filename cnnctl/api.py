@@ -269,9 +269,20 @@ def _must_exist(path: RunLike, what: str) -> None:
 
 
 def graph_problem(graph: str | os.PathLike | None) -> str | None:
-    """What is wrong with the file ``check`` draws the graph to, or None."""
-    if graph is not None and os.path.splitext(os.fspath(graph))[1].lower() not in (".svg", ".png"):
-        return f"{os.fspath(graph)}: give a .svg or .png file name"
+    """What is wrong with the file ``check`` draws the graph to, or None: its suffix, or a folder to write it in
+    that does not exist (``check`` makes none) or is not a folder. No TensorFlow: told before any model is built."""
+    if graph is None:
+        return None
+    given = os.fspath(graph)
+    if os.path.splitext(given)[1].lower() not in (".svg", ".png"):
+        return f"{given}: give a .svg or .png file name"
+    folder = os.path.dirname(given) or "."
+    if not os.path.exists(folder):
+        return f"{given}: no folder {folder} to write the graph in{closest_path(folder)}; make it first"
+    if not os.path.isdir(folder):
+        return f"{given}: {folder} is not a folder"
+    if os.path.isdir(given):
+        return f"{given}: is a folder; give a .svg or .png file name"
     return None
 
 
