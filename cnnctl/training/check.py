@@ -73,7 +73,7 @@ def check_recipe(recipe: Recipe, *, data: bool = False, graph: str | os.PathLike
     if graph is not None:
         from cnnctl.model.draw import render_graph
 
-        render_graph(report.graph_nodes(), graph, title=report.name)
+        report.warnings += render_graph(report.graph_nodes(), graph, title=report.name)  # a PNG too large to read
     return report
 
 

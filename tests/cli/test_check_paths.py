@@ -81,3 +81,23 @@ def test_the_api_check_raises_a_located_recipe_error(tmp_path):
         cnnctl.check(recipe)
     assert [p.path for p in caught.value.problems] == ["data.path"]
 
+
+def wide_graph_recipe(branches: int = 100) -> str:
+    """A graph of ``branches`` side by side, each box wide with its long name: too wide for a legible PNG."""
+    names = [f"a_branch_with_a_long_name_that_makes_its_box_wide_{i:03d}" for i in range(branches)]
+    nodes = [f"    {n}: {{Dense: {{units: 1}}, from: image}}" for n in names]
+    return "\n".join(["name: wide", "model:", "  input: [4]", "  graph:", *nodes,
+                      f"    merged: {{Concatenate: {{}}, from: [{', '.join(names)}]}}",
+                      "    out: {Dense: {units: 10, activation: softmax}, from: merged}", "  outputs: [out]", ""])
+
+
+def test_a_png_too_large_to_read_is_drawn_with_a_warning_recommending_svg(tmp_path):
+    recipe = tmp_path / "wide.yaml"
+    recipe.write_text(wide_graph_recipe())
+    result = cli("check", str(recipe), "--graph", str(tmp_path / "wide.png"))
+    assert result.exit_code == 0, (result.output, result.exception)
+    (warning,) = [line for line in result.stderr.splitlines() if "legible" in line]
+    assert warning.startswith(f"warning: {tmp_path / 'wide.png'}: this graph (103 nodes)") and ".svg" in warning
+    assert (tmp_path / "wide.png").stat().st_size > 0
+    result = cli("check", str(recipe), "--graph", str(tmp_path / "wide.svg"))
+    assert result.exit_code == 0 and "legible" not in result.stderr
