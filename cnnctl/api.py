@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ def train(recipe: RecipeLike, overrides: Iterable[str] = (), *, runs_dir: str | 
     Ctrl-C or SIGTERM stops after the current step with a checkpoint (``KeyboardInterrupt``).
     """
     _check_overrides(overrides)
+    problem = name_problem(name)
+    if problem:
+        raise UserError(f"name: {problem}")
     if name is not None and not isinstance(recipe, Recipe):
         overrides = (f"name={json.dumps(name)}", *overrides)
     loaded = _recipe(recipe, overrides)
@@ -244,12 +248,7 @@ def _recipe(recipe: RecipeLike, overrides: Iterable[str]) -> Recipe:
 
 
 def _renamed(recipe: Recipe, name: str) -> Recipe:
-    from cnnctl.recipe.schema import run_name
-
-    try:
-        return recipe.model_copy(update={"name": run_name(name)})
-    except ValueError as exc:
-        raise UserError(f"name: {exc}") from None
+    return recipe.model_copy(update={"name": name})  # checked by name_problem
 
 
 def _check_overrides(overrides: Iterable[str]) -> None:
@@ -283,6 +282,18 @@ def graph_problem(graph: str | os.PathLike | None) -> str | None:
         return f"{given}: {folder} is not a folder"
     if os.path.isdir(given):
         return f"{given}: is a folder; give a .svg or .png file name"
+    return None
+
+
+def name_problem(name: str | None) -> str | None:
+    """What is wrong with ``name`` as ``train``'s run name (the recipe's rule for ``name``), or None."""
+    from cnnctl.recipe.schema import run_name
+
+    try:
+        run_name(name) if name is not None else None
+    except ValueError as exc:
+        fixed = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+        return f"{exc}{f'; e.g. {fixed!r}' if fixed and set(fixed) != {'.'} else ''}"
     return None
 
 

@@ -14,7 +14,7 @@ import sys
 import click
 
 import cnnctl
-from cnnctl.api import export_problem, graph_problem
+from cnnctl.api import export_problem, graph_problem, name_problem
 from cnnctl.errors import CnnctlError, RecipeError
 from cnnctl.registry import FORMATS
 
@@ -108,6 +108,9 @@ def train(recipe: str | None, overrides: tuple[str, ...], runs_dir: str, name: s
         raise click.BadParameter("--force goes with --resume RUN", param_hint="--force")
     if resume_run is not None and name is not None:
         raise click.BadParameter("a resumed run keeps its directory and name", param_hint="--name")
+    problem = name_problem(name)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--name")
     served = (lambda url: click.echo(f"TensorBoard at {url} (it stops when training ends)", err=True)) \
         if with_tensorboard else None
     if resume_run is None:
