@@ -33,6 +33,7 @@ from cnnctl._tfimport import import_tensorflow
 from cnnctl.errors import UserError, closest_path
 from cnnctl.recipe import Recipe
 from cnnctl.recipe import load_recipe as _load_recipe
+from cnnctl.recipe.catalogue import builtin_path
 from cnnctl.run import Run, find_run, layout
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def evaluate(target: RunLike, *, split: str = "test", data: str | os.PathLike | 
         raise UserError(f"split is one of {', '.join(SPLITS)}, got {split!r}")
     _must_exist(target, "run directory or model file")
     if data is not None:
+        data = builtin_path(os.fspath(data))  # a built-in recipe's name, when no file or folder has it
         _must_exist(data, "recipe or folder (--data)")
     import_tensorflow()
     from cnnctl.serving.evaluate import evaluate as evaluate_model
