@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from cnnctl._tfimport import import_tensorflow
 from cnnctl.errors import UserError, closest_path
 from cnnctl.recipe import Recipe
 from cnnctl.recipe import load_recipe as _load_recipe
+from cnnctl.recipe.catalogue import builtin_path
 from cnnctl.run import Run, find_run, layout
 
 if TYPE_CHECKING:
@@ -80,6 +82,9 @@ def train(recipe: RecipeLike, overrides: Iterable[str] = (), *, runs_dir: str | 
     Ctrl-C or SIGTERM stops after the current step with a checkpoint (``KeyboardInterrupt``).
     """
     _check_overrides(overrides)
+    problem = name_problem(name)
+    if problem:
+        raise UserError(f"name: {problem}")
     if name is not None and not isinstance(recipe, Recipe):
         overrides = (f"name={json.dumps(name)}", *overrides)
     loaded = _recipe(recipe, overrides)
@@ -137,6 +142,7 @@ def evaluate(target: RunLike, *, split: str = "test", data: str | os.PathLike | 
         raise UserError(f"split is one of {', '.join(SPLITS)}, got {split!r}")
     _must_exist(target, "run directory or model file")
     if data is not None:
+        data = builtin_path(os.fspath(data))  # a built-in recipe's name, when no file or folder has it
         _must_exist(data, "recipe or folder (--data)")
     import_tensorflow()
     from cnnctl.serving.evaluate import evaluate as evaluate_model
@@ -244,12 +250,7 @@ def _recipe(recipe: RecipeLike, overrides: Iterable[str]) -> Recipe:
 
 
 def _renamed(recipe: Recipe, name: str) -> Recipe:
-    from cnnctl.recipe.schema import run_name
-
-    try:
-        return recipe.model_copy(update={"name": run_name(name)})
-    except ValueError as exc:
-        raise UserError(f"name: {exc}") from None
+    return recipe.model_copy(update={"name": name})  # checked by name_problem
 
 
 def _check_overrides(overrides: Iterable[str]) -> None:
@@ -269,9 +270,32 @@ def _must_exist(path: RunLike, what: str) -> None:
 
 
 def graph_problem(graph: str | os.PathLike | None) -> str | None:
-    """What is wrong with the file ``check`` draws the graph to, or None."""
-    if graph is not None and os.path.splitext(os.fspath(graph))[1].lower() not in (".svg", ".png"):
-        return f"{os.fspath(graph)}: give a .svg or .png file name"
+    """What is wrong with the file ``check`` draws the graph to, or None: its suffix, or a folder to write it in
+    that does not exist (``check`` makes none) or is not a folder. No TensorFlow: told before any model is built."""
+    if graph is None:
+        return None
+    given = os.fspath(graph)
+    if os.path.splitext(given)[1].lower() not in (".svg", ".png"):
+        return f"{given}: give a .svg or .png file name"
+    folder = os.path.dirname(given) or "."
+    if not os.path.exists(folder):
+        return f"{given}: no folder {folder} to write the graph in{closest_path(folder)}; make it first"
+    if not os.path.isdir(folder):
+        return f"{given}: {folder} is not a folder"
+    if os.path.isdir(given):
+        return f"{given}: is a folder; give a .svg or .png file name"
+    return None
+
+
+def name_problem(name: str | None) -> str | None:
+    """What is wrong with ``name`` as ``train``'s run name (the recipe's rule for ``name``), or None."""
+    from cnnctl.recipe.schema import run_name
+
+    try:
+        run_name(name) if name is not None else None
+    except ValueError as exc:
+        fixed = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+        return f"{exc}{f'; e.g. {fixed!r}' if fixed and set(fixed) != {'.'} else ''}"
     return None
 
 

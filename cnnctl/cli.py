@@ -14,7 +14,7 @@ import sys
 import click
 
 import cnnctl
-from cnnctl.api import export_problem, graph_problem
+from cnnctl.api import export_problem, graph_problem, name_problem
 from cnnctl.errors import CnnctlError, RecipeError
 from cnnctl.registry import FORMATS
 
@@ -108,6 +108,9 @@ def train(recipe: str | None, overrides: tuple[str, ...], runs_dir: str, name: s
         raise click.BadParameter("--force goes with --resume RUN", param_hint="--force")
     if resume_run is not None and name is not None:
         raise click.BadParameter("a resumed run keeps its directory and name", param_hint="--name")
+    problem = name_problem(name)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--name")
     served = (lambda url: click.echo(f"TensorBoard at {url} (it stops when training ends)", err=True)) \
         if with_tensorboard else None
     if resume_run is None:
@@ -125,7 +128,9 @@ def train(recipe: str | None, overrides: tuple[str, ...], runs_dir: str, name: s
 
 @main.command(name="eval")
 @click.argument("target", metavar="RUN|MODEL")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
+              help="Which split to evaluate on: of the run's data, of --data RECIPE's, or the split's folder of "
+                   "--data DIR when it has train/validation/test folders (else the whole folder).")
 @click.option("--data", default=None, metavar="RECIPE_OR_DIR",
               help="Evaluate on this recipe's data, or on a folder of class folders, instead of the run's own.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
@@ -164,10 +169,10 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
     if as_json:
         click.echo(json.dumps(predictions.to_dict(), indent=2))
         return
-    from cnnctl.serving.predict import format_prediction
+    from cnnctl.serving.predict import format_predictions
 
-    for item in predictions:  # printed as they come
-        _echo_lines(format_prediction(item))
+    for line in format_predictions(predictions):  # printed as they come
+        click.echo(line)
 
 
 @main.command()
@@ -210,13 +215,17 @@ def tensorboard(runs_dir: str, port: int | None, host: str) -> None:
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the list (with NAME: the recipe's entry and its text) as JSON on stdout.")
 def recipes(name: str | None, as_json: bool) -> None:
     """List the built-in recipes, or print recipe NAME (`cnnctl recipes NAME > mine.yaml` starts a project)."""
-    from cnnctl.recipe.catalogue import list_recipes, recipe_text
+    from cnnctl.recipe.catalogue import list_recipes, recipe_entry, recipe_text
 
     if name is not None:
-        click.echo(recipe_text(name), nl=False)
+        if as_json:
+            click.echo(json.dumps(recipe_entry(name), indent=2))
+        else:
+            click.echo(recipe_text(name), nl=False)
         return
     listed = list_recipes()
     if as_json:

@@ -23,7 +23,9 @@ FONT, TITLE_FONT, LINE_H = 12, 15, 15  # layout units (SVG px)
 CHAR_W = 7.2  # a generous estimate of one character's advance at FONT, in a sans-serif font
 PAD_X, BOX_H, ROW_H, COL_GAP, MARGIN, TITLE_H = 10, 38, 74, 22, 20, 30  # ROW_H: box and gap below
 PORT_STEP, ARROW_LEN, ARROW_HALF, LANE_WEIGHT = 12, 8, 4, 0.25
-PNG_SCALE, MAX_PNG_SIDE = 2.0, 8000  # PNG pixels per layout unit, unless that makes a side longer
+PNG_SCALE = 2.0  # PNG pixels per layout unit, unless the picture would be larger than the limits below
+MAX_PNG_SIDE, MAX_PNG_PIXELS = 32_000, 30_000_000  # what viewers open (Pillow itself warns above 89 M pixels)
+MIN_TEXT_PX = 10  # text lower than this in a PNG is not legible: render_graph says so and recommends .svg
 FONT_FAMILY = "Helvetica, Arial, 'DejaVu Sans', sans-serif"
 FILL = {"input": "#d4efd4", "output": "#fddcb8", "layer": "#e3ebf7"}
 STROKE, EDGE, INK = "#3f4f66", "#6a7a90", "#1b1b1b"
@@ -54,14 +56,31 @@ class Scene:
     edges: list[Edge]
 
 
-def render_graph(nodes: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
-    """Write a picture of a layer graph; the format follows the suffix: .svg or .png."""
+def render_graph(nodes: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> list[str]:
+    """Write a picture of a layer graph; the format follows the suffix: .svg or .png. Returns warnings: a PNG
+    whose text could not be drawn legibly within the size limits (an SVG has none: it scales)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: cannot draw a {suffix or 'suffix-less'!r} file; supported formats: .svg, .png")
     scene = layout(nodes, title)
-    write_atomic(path, _svg(scene).encode() if suffix == ".svg" else _png(scene))
+    if suffix == ".svg":
+        write_atomic(path, _svg(scene).encode())
+        return []
+    scale = png_scale(scene)
+    write_atomic(path, _png(scene, scale))
+    if FONT * scale >= MIN_TEXT_PX:
+        return []
+    return [f"{path}: this graph ({len(scene.boxes)} nodes) is too large for a legible PNG: drawn "
+            f"{round(scene.width * scale)}x{round(scene.height * scale)} pixels, its text is "
+            f"{FONT * scale:.0f} px high; draw it as .svg instead (sharp at any zoom, any size)"]
+
+
+def png_scale(scene: Scene) -> float:
+    """PNG pixels per layout unit: PNG_SCALE, or less for a graph whose picture would exceed MAX_PNG_SIDE or
+    MAX_PNG_PIXELS; the text is FONT * scale pixels high."""
+    return min(PNG_SCALE, MAX_PNG_SIDE / max(scene.width, scene.height),
+               (MAX_PNG_PIXELS / (scene.width * scene.height)) ** 0.5)
 
 
 def layout(nodes: list[dict[str, Any]], title: str = "") -> Scene:
@@ -163,8 +182,11 @@ def _place(rows: list[list[int]], preds: Adjacency, succs: Adjacency, widths: li
 
 
 def _target(v: int, nbrs: Adjacency, x: list[float], widths: list[float]) -> float:
-    """The weighted mean x of v's neighbours (or x[v] if none); lanes weigh less, so chains of boxes stay straight."""
-    weights = [1.0 if widths[u] else LANE_WEIGHT for u in nbrs.get(v, [])]
+    """The weighted mean x of v's neighbours (or x[v] if none). Beside one box, lanes weigh less, so a chain of boxes
+    stays straight past a skip; where branches meet (two boxes or more), every branch weighs the same, so a merge sits
+    under the middle of its branches rather than drifting towards the boxes (GoogLeNet's modules, one per row)."""
+    boxes = sum(1 for u in nbrs.get(v, []) if widths[u])
+    weights = [1.0 if widths[u] or boxes > 1 else LANE_WEIGHT for u in nbrs.get(v, [])]
     return sum(x[u] * w for u, w in zip(nbrs[v], weights, strict=True)) / sum(weights) if weights else x[v]
 
 
@@ -251,10 +273,9 @@ def _points(points: list[Point]) -> str:
     return " ".join(f"{_num(px)},{_num(py)}" for px, py in points)
 
 
-def _png(scene: Scene) -> bytes:
+def _png(scene: Scene, s: float) -> bytes:
     from PIL import Image, ImageDraw  # a dependency of tensorboard; only PNG needs it
 
-    s = min(PNG_SCALE, MAX_PNG_SIDE / max(scene.width, scene.height))
     image = Image.new("RGB", (max(1, round(scene.width * s)), max(1, round(scene.height * s))), "white")
     draw = ImageDraw.Draw(image)
     for _, _, line, arrow in scene.edges:

@@ -3,6 +3,7 @@
 ```sh
 cnnctl recipes                      # name and one line about each
 cnnctl recipes lenet5 > mine.yaml   # the recipe, with its header comment, to edit
+cnnctl check lenet5                 # a built-in recipe's name stands for its file, when no file has that name
 ```
 
 Each recipe opens with a comment: ``# NAME: what it is (the paper)...``; the first
@@ -14,6 +15,7 @@ They, with each recipe's parameters and multiply-adds, make the table of docs/re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cnnctl.errors import UserError, did_you_mean
@@ -29,13 +31,19 @@ def recipes_dir() -> Path:
 
 
 def list_recipes() -> list[dict[str, str]]:
-    """One entry per recipe: its name, a one-line summary, and its ``# Data:`` and ``# Measured:`` lines."""
-    entries = []
-    for path in sorted(recipes_dir().glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
-        entries.append({"name": path.stem, "summary": summary(text, path.stem), "data": header_field(text, "Data"),
-                        "measured": header_field(text, "Measured"), "path": str(path)})
-    return entries
+    """One entry per recipe: its name, a one-line summary, its ``# Data:`` and ``# Measured:`` lines, its path."""
+    return [_entry(path, path.read_text(encoding="utf-8")) for path in sorted(recipes_dir().glob("*.yaml"))]
+
+
+def recipe_entry(name: str) -> dict[str, str]:
+    """Recipe ``name``'s entry in ``list_recipes``, with its ``text`` (``cnnctl recipes NAME --json``)."""
+    text = recipe_text(name)
+    return {**_entry(recipes_dir() / f"{name.removesuffix('.yaml')}.yaml", text), "text": text}
+
+
+def _entry(path: Path, text: str) -> dict[str, str]:
+    return {"name": path.stem, "summary": summary(text, path.stem), "data": header_field(text, "Data"),
+            "measured": header_field(text, "Measured"), "path": str(path)}
 
 
 def header_field(text: str, key: str) -> str | None:
@@ -70,6 +78,23 @@ def recipe_text(name: str) -> str:
         names = [p.stem for p in recipes_dir().glob("*.yaml")]
         raise UserError(f"no built-in recipe '{name}'{did_you_mean(name, names)}; `cnnctl recipes` lists them")
     return path.read_text(encoding="utf-8")
+
+
+def builtin_path(given: str) -> str:
+    """``given``, or the built-in recipe it names (``digits_cnn``, ``digits_cnn.yaml``) when no file of that name
+    exists: a bare name that is not a file here is looked up in the catalogue, wherever a recipe path is taken."""
+    if os.path.exists(given) or os.path.dirname(given) or not RECIPES.is_dir():
+        return given
+    path = RECIPES / f"{given.removesuffix('.yaml')}.yaml"
+    return str(path) if path.is_file() else given
+
+
+def builtin_hint(given: str) -> str:
+    """For a recipe file that does not exist: the closest built-in recipe's name when ``given`` is a bare name."""
+    if os.path.dirname(given) or not RECIPES.is_dir():
+        return ""
+    close = did_you_mean(given.removesuffix(".yaml"), [p.stem for p in RECIPES.glob("*.yaml")])
+    return f", nor a built-in recipe{close}; `cnnctl recipes` lists them"
 
 
 # --- the docs table (docs/recipes.md), written by cnnctl.model.zoo ----------------------------------------------

@@ -15,6 +15,7 @@ import pydantic
 import yaml
 
 from cnnctl.errors import Problem, RecipeError, did_you_mean
+from cnnctl.recipe.catalogue import builtin_path
 from cnnctl.recipe.data_spec import PIPELINE_KEYS
 from cnnctl.recipe.limits import check_limits
 from cnnctl.recipe.overrides import apply_override
@@ -23,8 +24,8 @@ from cnnctl.recipe.yaml_loader import Located, boolean_message, key_name, load_y
 
 
 def load_recipe(path: str, overrides: Iterable[str] = ()) -> Recipe:
-    """Load and validate a recipe file; raise ``RecipeError`` naming every problem."""
-    return recipe_from_doc(load_yaml_file(path), overrides)
+    """Load and validate a recipe file (or a built-in recipe, by name); raise ``RecipeError`` naming every problem."""
+    return recipe_from_doc(load_yaml_file(builtin_path(path)), overrides)
 
 
 def load_recipe_text(text: str, source: str = "<string>", overrides: Iterable[str] = ()) -> Recipe:

@@ -50,6 +50,10 @@ TYPES = {
 }
 
 
+# Defaults the loader fills in where the schema cannot (they depend on the file).
+DEFAULTS = {"Recipe.name": "the file's name"}
+
+
 def reference_markdown() -> str:
     parts = []
     for title, model in SECTIONS:
@@ -59,7 +63,8 @@ def reference_markdown() -> str:
         parts.append("| key | type | default | meaning |\n|---|---|---|---|")
         for name, field in model.model_fields.items():
             kind = TYPES.get(f"{model.__name__}.{name}") or TYPES.get(name) or _type(field.annotation)
-            parts.append(f"| `{name}` | {kind} | {_default(field)} | {field.description or ''} |")
+            default = DEFAULTS.get(f"{model.__name__}.{name}") or _default(field)
+            parts.append(f"| `{name}` | {kind} | {default} | {field.description or ''} |")
         parts.append("")
     return "\n".join(parts)
 

@@ -38,7 +38,7 @@ class Recipe(Section):
     """A validated recipe. ``problem(path, message)`` locates a key path in the file it came from."""
 
     name: Annotated[str, AfterValidator(run_name)]
-    """Names the run folder, runs/NAME/TIME/ (default: the recipe file's name)."""
+    """Names the run folder, runs/NAME/TIME/: letters, digits, '.', '_' and '-' (`train --name` gives another)."""
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42
     """Seeds Python, NumPy, TensorFlow and Keras, and the data split."""
     data: DataSpec = Field(default_factory=DataSpec)  # made when used: its source is checked against the registry

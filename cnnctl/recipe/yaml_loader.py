@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from cnnctl.errors import Problem, RecipeError, first_line
+from cnnctl.recipe.catalogue import builtin_hint
 
 Path = tuple  # of str keys and int list indices
 
@@ -285,7 +286,7 @@ def load_yaml_file(path: str) -> Located:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        raise RecipeError(Problem(path, "", "no such file")) from None
+        raise RecipeError(Problem(path, "", f"no such file{builtin_hint(path)}")) from None
     except IsADirectoryError:
         raise RecipeError(Problem(path, "", "is a directory, expected a YAML recipe file")) from None
     except UnicodeDecodeError:

@@ -50,8 +50,10 @@ def latest_run(runs_dir: str | os.PathLike = "runs") -> Run:
     """The run under ``runs_dir`` whose recipe was written last."""
     candidates = sorted(Path(runs_dir).glob(f"*/*/{layout.RECIPE}"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise UserError(f"no runs under {runs_dir}/ yet: train one with `cnnctl train RECIPE`, "
-                        "or give the run directory")
+        none = "yet" if Path(runs_dir).is_dir() else "(the folder does not exist)"
+        none = f"no runs under {runs_dir}/ {none}"
+        raise UserError(f"{none}; train one with `cnnctl train RECIPE`, give the run directory, or give --runs-dir "
+                        "the folder that holds your runs")
     return Run(candidates[-1].parent)
 
 

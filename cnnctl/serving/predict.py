@@ -42,6 +42,9 @@ class Predictions:
     def __init__(self, loaded: RunModel, files: list[Path], *, top_k: int, on_error: str):
         self.model = loaded.source
         self.outputs = output_names(loaded.model)
+        self.class_names = list(loaded.class_names)
+        self.top_k = min(top_k, len(self.class_names)) if self.class_names else top_k
+        self.input_width = max((_label_width(f, loaded.stored_shape) for f in files), default=0)
         self._made: list[dict] = []
         self._making = _predictions(loaded, files, top_k=top_k, on_error=on_error)
         self._failed: Exception | None = None  # what stopped the making: raised again at every iteration
@@ -194,15 +197,46 @@ def _kind(path: Path) -> str | None:
     return "npy" if suffix == ".npy" else None
 
 
-def format_prediction(item: dict) -> list[str]:
-    """The lines of one input: the file (and output, if several), then the top classes with their probabilities."""
-    lines = []
-    several = len(item["outputs"]) > 1
-    for name, out in item["outputs"].items():
-        label = f"{item['input']}" + (f" [{name}]" if several else "")
-        if "top" in out:
-            shown = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in out["top"])
-        else:
-            shown = " ".join(f"{v:.4g}" for v in np.ravel(out["values"]))
-        lines.append(f"{label}  {shown}")
-    return lines
+def format_predictions(predictions: Predictions) -> Iterator[str]:
+    """What ``cnnctl predict`` prints, line by line as the predictions are made: a header, then a row per input (per
+    output of a multi-output model) with its top classes and their probabilities. Columns are as wide as the longest
+    input and class names, known before the first prediction, so the rows line up as they come."""
+    several = len(predictions.outputs) > 1
+    widths = [max(len("input"), predictions.input_width)]
+    if several:
+        widths.append(max(len("output"), *map(len, predictions.outputs)))
+    class_width = max(len(f"top {predictions.top_k}"), *map(len, predictions.class_names or [""]))
+    widths += [class_width, 5] * predictions.top_k
+    headers = ["input", *(["output"] if several else [])]
+    lead = len(headers)
+    for i in range(predictions.top_k):
+        headers += [f"top {i + 1}", "p"]
+    yield _row(headers, widths, lead)
+    for item in predictions:
+        for name, out in item["outputs"].items():
+            cells = [item["input"], *([name] if several else [])]
+            if "top" in out:
+                cells += [cell for t in out["top"] for cell in (t["class"], f"{t['probability']:.3f}")]
+            else:  # an output that does not classify: its values
+                cells.append(" ".join(f"{v:.4g}" for v in np.ravel(out["values"])))
+            yield _row(cells, widths, lead)
+
+
+def _row(cells: list[str], widths: list[int], lead: int) -> str:
+    """Cells padded to their column's width: the ``lead`` name columns, then (class, probability) pairs whose
+    probabilities align to the right; cells beyond the widths (an output's values) follow as they are."""
+    padded = [c.rjust(w) if i >= lead and (i - lead) % 2 == 1 else c.ljust(w)
+              for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
+    return "  ".join(padded + cells[len(widths):]).rstrip()
+
+
+def _label_width(path: Path, shape: tuple) -> int:
+    """The width of the names predict gives ``path``'s examples: the file, or ``file[i]`` for each of a stack."""
+    if _kind(path) != "npy":
+        return len(str(path))
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
+        count = 1 if tuple(array.shape) == tuple(shape) else len(array)
+    except (ValueError, OSError, TypeError, AttributeError):
+        return len(str(path))  # predict names the problem when it reads the file
+    return len(f"{path}[{count - 1}]") if count > 1 else len(str(path))

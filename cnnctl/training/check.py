@@ -1,6 +1,6 @@
 """``cnnctl check``: everything ``train`` would refuse, found without training; the model explained.
 
-``check_recipe`` builds the model (shapes, parameters, multiply-adds, receptive
+``check_recipe`` checks that the data's files exist, builds the model (shapes, parameters, multiply-adds, receptive
 field, padding warnings: ``cnnctl.model.report``), makes every check of training
 that needs no data (``preflight.check_training``) and, with ``data=True``, loads the
 data and makes the rest (``preflight.prepare``), decoding every image file now
@@ -54,10 +54,12 @@ class CheckReport:
 def check_recipe(recipe: Recipe, *, data: bool = False, graph: str | os.PathLike | None = None) -> CheckReport:
     """Check ``recipe`` as ``cnnctl check`` does; ``graph``: also draw the layer graph to this .svg or .png file."""
     from cnnctl.data.report import data_report
+    from cnnctl.data.sources.base import check_paths
     from cnnctl.data.sources.images import report_bad
     from cnnctl.model import build, check_report
     from cnnctl.training.preflight import check_training, prepare
 
+    check_paths(recipe.data)  # cheap, so made without data=True too; before the model is built
     built = build(recipe)
     training_warnings = check_training(built.model, recipe)
     report = CheckReport(**check_report(built))
@@ -71,7 +73,7 @@ def check_recipe(recipe: Recipe, *, data: bool = False, graph: str | os.PathLike
     if graph is not None:
         from cnnctl.model.draw import render_graph
 
-        render_graph(report.graph_nodes(), graph, title=report.name)
+        report.warnings += render_graph(report.graph_nodes(), graph, title=report.name)  # a PNG too large to read
     return report
 
 

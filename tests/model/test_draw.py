@@ -214,3 +214,41 @@ def test_the_module_imports_neither_tensorflow_nor_keras():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'PIL')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"  # Pillow too: only PNG output loads it
+
+
+def inception_chain(modules: int) -> list[dict]:
+    """``modules`` GoogLeNet-style modules in a row: four branches of unequal length, merged by a Concatenate."""
+    nodes = [node("m0", cls="InputLayer", shape=(28, 28, 192))]
+    for m in range(1, modules + 1):
+        prev = f"m{m - 1}"
+        nodes += [node(f"b1_{m}", prev, cls="Conv2D"),
+                  node(f"b2r_{m}", prev, cls="Conv2D"), node(f"b2_{m}", f"b2r_{m}", cls="Conv2D"),
+                  node(f"b3r_{m}", prev, cls="Conv2D"), node(f"b3_{m}", f"b3r_{m}", cls="Conv2D"),
+                  node(f"b4p_{m}", prev, cls="MaxPooling2D"), node(f"b4_{m}", f"b4p_{m}", cls="Conv2D"),
+                  node(f"m{m}", f"b1_{m}", f"b2_{m}", f"b3_{m}", f"b4_{m}", cls="Concatenate")]
+    return nodes
+
+
+def test_a_chain_of_inception_modules_does_not_drift_sideways():
+    scene = draw.layout(inception_chain(9))
+    merges = [box.x for box in scene.boxes if box.name.startswith("m") and box.name != "m0"]
+    assert max(merges) - min(merges) < 1  # each merge under the middle of its branches, one above the other
+    widest = max(sum(b.w for b in scene.boxes if b.row == r) + 7 * draw.COL_GAP for r in range(4))
+    assert scene.width <= widest + 2 * draw.MARGIN + 1  # no room taken by drift
+
+
+def test_a_png_too_large_for_legible_text_warns_and_recommends_svg(tmp_path):
+    nodes = chain_with_skips(700)
+    warnings = render_graph(nodes, tmp_path / "huge.png")
+    assert len(warnings) == 1 and "huge.png" in warnings[0] and ".svg" in warnings[0] and "700 nodes" in warnings[0]
+    with Image.open(tmp_path / "huge.png") as image:
+        assert max(image.size) <= draw.MAX_PNG_SIDE and image.width * image.height <= draw.MAX_PNG_PIXELS
+    assert render_graph(nodes, tmp_path / "huge.svg") == []  # an SVG scales
+
+
+def test_a_png_of_a_large_but_legible_graph_keeps_its_text_size(tmp_path):
+    assert render_graph(chain_with_skips(180), tmp_path / "big.png") == []
+    scene = draw.layout(chain_with_skips(180))
+    assert draw.FONT * draw.png_scale(scene) >= draw.MIN_TEXT_PX
+    with Image.open(tmp_path / "big.png") as image:  # ResNet-50's 180 layers were drawn with 7 px text
+        assert image.height == round(scene.height * draw.png_scale(scene))

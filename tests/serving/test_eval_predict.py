@@ -177,7 +177,8 @@ def test_predict_reads_npy_stacks_like_the_images_they_hold(project, tmp_path):
     for image, array in zip(from_images, from_array, strict=True):
         assert image["outputs"] == array["outputs"]
     printed = invoke("predict", str(run), str(paths[0]), "--top-k", "2")
-    (line,) = printed.splitlines()
+    header, line = printed.splitlines()
+    assert header.split() == ["input", "top", "1", "p", "top", "2", "p"]
     assert line.startswith(str(paths[0])) and len(line.split()) == 5  # file, then two (class, probability)
 
 
