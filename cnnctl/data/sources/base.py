@@ -173,7 +173,9 @@ def check_paths(spec: DataSpec) -> None:
         if glob.has_magic(path) and not glob.glob(path):
             raise RecipeError(spec.problem(key, f"no file matches {path}"))
         if not glob.has_magic(path) and not os.path.exists(path):
-            raise RecipeError(spec.problem(key, f"{path} does not exist{closest_path(path)}"))
+            where = ".".join(("data", *key))
+            raise RecipeError(spec.problem(key, f"{path} does not exist{closest_path(path)}; point {where} at your "
+                                                f"data (--set {where}=PATH)"))
 
 
 def encode_labels(labels: dict[str, np.ndarray], spec: DataSpec) -> tuple[dict[str, np.ndarray], list[str]]:
