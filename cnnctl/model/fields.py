@@ -16,11 +16,11 @@ Along each spatial axis a layer maps an output position ``o`` to the input posit
 Composing these maps from the input on is exact. A field's ``size`` is the longest run of input pixels
 one output position reads (after an upsampling it can differ between positions: the largest is
 given), its ``stride`` how far the runs move from one output position to the next (a fraction after
-an upsampling). A layer that mixes every position (global pooling, attention, recurrent layers,
-``SqueezeExcite``, ``GroupNormalization``, a ``GraphConv`` with an explicit adjacency), or one whose
-window is not known here, makes the field the whole input: exact for the first kind, an upper bound
-for the second, never a number smaller than the truth. A layer that changes the number of axes
-(``Flatten``, a ``Reshape`` to a sequence, global pooling) ends the field: there is none after it.
+an upsampling). A layer that mixes every position (global pooling with ``keepdims``, attention,
+recurrent layers, ``SqueezeExcite``, ``GroupNormalization``, a ``GraphConv`` with an explicit adjacency),
+or one whose window is not known here, makes the field the whole input: exact for the first kind, an
+upper bound for the second, never a number smaller than the truth. A layer that changes the number of
+axes (``Flatten``, a ``Reshape`` to a sequence, global pooling) ends the field: there is none after it.
 """
 
 from __future__ import annotations
