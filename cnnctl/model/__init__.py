@@ -1,7 +1,8 @@
 """The model stage: a recipe's ``model:`` -> ``keras.Model``, and everything Keras a recipe names.
 
 - ``build``: the graph of calls -> keras.Sequential or a functional keras.Model (under the dtype policy of
-  ``precision``); ``report`` and ``costs``: what ``cnnctl check`` says of it; ``draw``: its picture;
+  ``precision``); ``report``, ``costs`` and ``fields``
+  (receptive fields): what ``cnnctl check`` says of it; ``draw``: its picture;
 - ``arguments``: the one validator of Keras objects named in a recipe; ``objects``: layers, optimizers,
   losses, metrics; ``schedules``: learning-rate schedules; ``compile``: ``model.compile`` from the recipe;
 - ``custom_layers``: cnnctl's own layers; ``saved``: loading ``.keras`` files without trusting them;

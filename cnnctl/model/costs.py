@@ -1,4 +1,4 @@
-"""What a layer call costs and sees: multiply-accumulates, receptive field, padding.
+"""What a layer call costs, and its sliding window: multiply-accumulates, padding (receptive fields: ``fields``).
 
 Conventions (as in most papers' tables):
 
@@ -7,9 +7,6 @@ Conventions (as in most papers' tables):
   normalization, activations, pooling and merges count 0. FLOPs = 2 x MACs.
   A layer with weights this module does not know gets ``None`` (shown as ``?``),
   and totals say how many layers they leave out.
-- The receptive field of a spatial layer is the input window, in input pixels,
-  that one of its outputs depends on; ``stride`` is how far apart two
-  neighbouring outputs' windows are, in input pixels.
 - TensorFlow's SAME padding puts the odd pixel at the bottom/right; frameworks
   that pad symmetrically (ONNX, PyTorch, some TFLite paths) then disagree.
 """
@@ -17,17 +14,15 @@ Conventions (as in most papers' tables):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import keras
 
 _CONV = {"Conv1D", "Conv2D", "Conv3D"}
-_TRANSPOSED = {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
+TRANSPOSED = {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
 _DEPTHWISE = {"DepthwiseConv1D", "DepthwiseConv2D"}
 _SEPARABLE = {"SeparableConv1D", "SeparableConv2D"}
 _RNN_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 _POOLS = {f"{kind}Pooling{d}D" for kind in ("Max", "Average") for d in (1, 2, 3)}
-_UPSAMPLING = {"UpSampling1D", "UpSampling2D", "UpSampling3D"}
 
 
 def macs(layer: keras.layers.Layer, inputs: list[tuple], output: tuple) -> int | None:
@@ -37,7 +32,7 @@ def macs(layer: keras.layers.Layer, inputs: list[tuple], output: tuple) -> int |
     if name in _CONV:
         cin = shape[-1]
         return _prod(output[1:-1]) * layer.filters * _prod(layer.kernel_size) * cin // layer.groups
-    if name in _TRANSPOSED:
+    if name in TRANSPOSED:
         return _prod(shape[1:-1]) * shape[-1] * _prod(layer.kernel_size) * layer.filters
     if name in _DEPTHWISE:
         return _prod(output[1:-1]) * shape[-1] * layer.depth_multiplier * _prod(layer.kernel_size)
@@ -64,46 +59,10 @@ def macs(layer: keras.layers.Layer, inputs: list[tuple], output: tuple) -> int |
     return 0 if not layer.weights or name.endswith("Normalization") or name == "Embedding" else None
 
 
-@dataclass(frozen=True)
-class Field:
-    """Receptive field of one output position, per spatial dimension, in input pixels."""
-
-    size: tuple[float, ...]
-    stride: tuple[float, ...]
-
-
-def input_field(shape: tuple) -> Field | None:
-    """An input with spatial dimensions (batch, *spatial, channels) sees one pixel."""
-    spatial = len(shape) - 2
-    return Field((1,) * spatial, (1,) * spatial) if spatial >= 1 else None
-
-
-def receptive_field(layer: keras.layers.Layer, fields: list[Field | None], inputs: list[tuple],
-                    output: tuple) -> Field | None:
-    """The field after this call, from its inputs' fields; None once space is gone."""
-    known = [f for f in fields if f is not None]
-    if not known or any(len(s) != len(output) for s in inputs):
-        return None  # a flatten, a global pooling, a dense on a flat vector...
-    field = known[0]
-    size = tuple(max(f.size[i] for f in known) for i in range(len(field.size)))
-    window = _window(layer)
-    if window is not None:
-        kernel, strides, dilation = window
-        if type(layer).__name__ in _TRANSPOSED:
-            stride = tuple(j / s for j, s in zip(field.stride, strides, strict=True))
-            return Field(tuple(r + (k - 1) * j for r, k, j in zip(size, kernel, stride, strict=True)), stride)
-        grown = tuple(r + (d * (k - 1)) * j for r, k, d, j in zip(size, kernel, dilation, field.stride, strict=True))
-        return Field(grown, tuple(j * s for j, s in zip(field.stride, strides, strict=True)))
-    if type(layer).__name__ in _UPSAMPLING:
-        factors = _tuple(layer.size, len(size))
-        return Field(size, tuple(j / f for j, f in zip(field.stride, factors, strict=True)))
-    return Field(size, field.stride)
-
-
 def asymmetric_padding(layer: keras.layers.Layer, inputs: list[tuple]) -> list[tuple[int, int, int, int, int]]:
     """For SAME padding: ``(size, kernel, stride, before, after)`` of each dimension padded unevenly."""
-    window = _window(layer)
-    if window is None or getattr(layer, "padding", None) != "same" or type(layer).__name__ in _TRANSPOSED:
+    window = sliding_window(layer)
+    if window is None or getattr(layer, "padding", None) != "same" or type(layer).__name__ in TRANSPOSED:
         return []
     uneven = []
     for size, k, s, d in zip(inputs[0][1:-1], *window, strict=True):
@@ -116,10 +75,10 @@ def asymmetric_padding(layer: keras.layers.Layer, inputs: list[tuple]) -> list[t
     return uneven
 
 
-def _window(layer: keras.layers.Layer) -> tuple[tuple, tuple, tuple] | None:
+def sliding_window(layer: keras.layers.Layer) -> tuple[tuple, tuple, tuple] | None:
     """(kernel, strides, dilation) of a sliding-window layer, else None."""
     name = type(layer).__name__
-    if name in _CONV | _TRANSPOSED | _DEPTHWISE | _SEPARABLE:
+    if name in _CONV | TRANSPOSED | _DEPTHWISE | _SEPARABLE:
         rank = len(layer.kernel_size)
         return tuple(layer.kernel_size), _tuple(layer.strides, rank), _tuple(layer.dilation_rate, rank)
     if name in _POOLS:

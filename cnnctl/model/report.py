@@ -8,7 +8,8 @@ from dataclasses import asdict
 import keras
 
 from cnnctl.model.build import Built, shape_of, shape_text, summarize
-from cnnctl.model.costs import asymmetric_padding, input_field, macs, receptive_field
+from cnnctl.model.costs import asymmetric_padding, macs
+from cnnctl.model.fields import input_field, receptive_field
 from cnnctl.recipe.calls import Graph
 from cnnctl.recipe.yaml_loader import format_path
 
@@ -17,7 +18,7 @@ def check_report(built: Built) -> dict:
     """The JSON ``cnnctl check --json`` prints; the table is drawn from it."""
     rows = summarize(built)
     shapes = {name: tuple(t.shape) for name, t in built.tensors.items() if name in built.graph.inputs}
-    fields = {name: input_field(shape) for name, shape in shapes.items()}
+    fields = {name: input_field(name, shape) for name, shape in shapes.items()}
     layers, warnings, last_field = [], [], None
     dead = {call.key for call in built.graph.dead_calls()}
     warnings += dead_node_warnings(built.graph)
@@ -30,8 +31,8 @@ def check_report(built: Built) -> dict:
         cost = macs(layer, inputs, output)  # a shared layer costs again at each call
         field = receptive_field(layer, [fields.get(key) for key in call.inputs], inputs, output)
         fields[call.key] = field
-        if field is not None:
-            last_field = {"layer": row.name, "size": _whole(field.size), "stride": _whole(field.stride)}
+        if field is not None and len(output) > 2:  # a tensor with spatial axes
+            last_field = field.to_json(row.name)
         uneven = asymmetric_padding(layer, inputs)
         if uneven:
             sizes, kernels, strides, befores, afters = ("x".join(str(d[i]) for d in uneven) for i in range(5))
@@ -151,10 +152,6 @@ def path_cost(tensors: list) -> dict:
                 total += cost
         stack.extend((t, path) for t in node.input_tensors)
     return {"macs": total, "flops": 2 * total, "uncounted_layers": sorted(set(uncounted))}
-
-
-def _whole(values: tuple) -> list:
-    return [int(v) if float(v).is_integer() else round(float(v), 3) for v in values]
 
 
 def format_count(n: int | None) -> str:

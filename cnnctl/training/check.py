@@ -103,9 +103,9 @@ def format_check(report: CheckReport) -> list[str]:
         lines.append("outputs: " + ", ".join(f"{o['name']} {tuple(o['shape'])}" for o in report.outputs))
     field_ = report.receptive_field
     if field_:
-        size = "x".join(map(str, field_["size"]))
-        stride = "x".join(map(str, field_["stride"]))
-        lines.append(f"receptive field of {field_['layer']}: {size} input pixels, stride {stride}")
+        size, stride = ("x".join("?" if v is None else str(v) for v in field_[key]) for key in ("size", "stride"))
+        whole = " (the whole input)" if field_.get("whole_input") else ""
+        lines.append(f"receptive field of {field_['layer']}: {size} input pixels{whole}, stride {stride}")
     if report.data is not None:
         lines += ["", *format_data_report(report.data)]
     return lines

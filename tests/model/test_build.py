@@ -54,7 +54,8 @@ def test_digits_network_macs_and_flops_match_a_hand_count():
 def test_digits_receptive_field_and_uneven_same_padding():
     summary = check_report(build(load_recipe(str(DIGITS))))
     # 3x3 s1 -> 3; 3x3 s2 -> 3 + 2*1 = 5 (jump 2); pool 3 s2 -> 5 + 2*2 = 9 (jump 4)
-    assert summary["receptive_field"] == {"layer": "max_pooling2d", "size": [9, 9], "stride": [4, 4]}
+    assert summary["receptive_field"] == {"layer": "max_pooling2d", "size": [9, 9], "stride": [4, 4],
+                                           "whole_input": False}
     # SAME with stride 2 on 8 (kernel 3): total pad (4-1)*2+3-8 = 1, all of it after; on 4: (2-1)*2+3-4 = 1
     assert len(summary["warnings"]) == 2
     assert summary["warnings"][0].startswith("conv2d_1 (Conv2D): SAME padding (input 8x8, kernel 3x3, stride 2x2) "

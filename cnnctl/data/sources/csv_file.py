@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import sys
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,8 +37,30 @@ def load_csv(spec: DataSpec, seed: int) -> Examples:
     parts = {split: (reshaped(x, spec, split), labels[split]) for split, (x, _) in parts.items()}
     if spec.reshape is not None and all(eight_bit(x) for x, _ in parts.values()):
         parts = {split: (x.astype("uint8"), y) for split, (x, y) in parts.items()}  # pixels: rescaled by auto
+        _warn_if_faint(spec, min(int(x.min()) for x, _ in parts.values()), max(int(x.max()) for x, _ in parts.values()))
     rows = sum(len(y) for _, y in parts.values())
     return array_examples(parts, names, f"csv {spec.path} ({rows} rows)")
+
+
+FAINT = 0.25  # the largest value the model sees, below which 8-bit was the wrong guess
+
+
+def _warn_if_faint(spec: DataSpec, low: int, high: int) -> None:
+    """Whole numbers taken as 8-bit pixels (0..255) but far below 255 (such as scikit-learn's digits, 0..16):
+    rescaled by 1/255 the model would see almost nothing; say so, and which key sets the scale."""
+    if spec.normalize not in ("auto", "rescale") or abs(high * spec.rescale) >= FAINT:
+        return
+    where = spec.path if isinstance(spec.path, str) else ", ".join(spec.path.values())
+    print(f"warning: {where} (data.path): pixels are whole numbers {low}..{high}, taken as 8-bit (0..255) and "
+          f"multiplied by data.rescale {_fraction(spec.rescale)} (data.normalize: {spec.normalize}): the model sees "
+          f"{low * spec.rescale:.3g}..{high * spec.rescale:.3g}; if {high} is the largest value they can take, set "
+          f"data.rescale: 1/{high} (or data.normalize: none to keep them as they are)", file=sys.stderr)
+
+
+def _fraction(value: float) -> str:
+    """``0.00392156`` -> ``1/255``; a factor that is no simple fraction as a number."""
+    near = Fraction(value).limit_denominator(10_000)
+    return str(near) if abs(float(near) - value) <= 1e-6 * abs(value) else f"{value:.6g}"
 
 
 def _read_csv(path: str, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
