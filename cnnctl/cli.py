@@ -49,10 +49,22 @@ class _Group(click.Group):
         except CnnctlError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt as exc:  # training's own (cnnctl.training.state.Interrupted) says where it stopped
-            message = getattr(exc, "message", "interrupted; the checkpoints written so far are kept in the run")
+        except KeyboardInterrupt as exc:  # training's own (Interrupted, Stopped) say where it stopped, what is kept
+            message = getattr(exc, "message", None) or _INTERRUPTED.get(ctx.invoked_subcommand, "interrupted")
             click.echo(f"\n{message}", err=True)
             ctx.exit(getattr(exc, "exit_code", 130))
+
+
+# What Ctrl-C leaves behind, by command, when the command itself has nothing more precise to say. Every file cnnctl
+# writes is written whole (a temporary, then renamed), so an interrupted write leaves the earlier file.
+_INTERRUPTED = {
+    "check": "check interrupted; nothing was written",
+    "eval": "eval interrupted; nothing was written (its report is written when it has measured every example)",
+    "export": "export interrupted; nothing was written (an export is renamed into place only once checked; an "
+              "earlier export is kept)",
+    "predict": "predict interrupted; the rows printed above are complete, the remaining inputs were not predicted",
+    "train": "train interrupted before the run was created; nothing was written",
+}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

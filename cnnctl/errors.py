@@ -26,6 +26,15 @@ class UserError(CnnctlError):
     exit_code = 2
 
 
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C where cnnctl can say what it stopped and what is kept (exit 130). A KeyboardInterrupt, so that no
+    ``except Exception`` swallows it."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
+
+
 @dataclass(frozen=True)
 class Problem:
     """One located problem in a recipe."""

@@ -24,7 +24,7 @@ from cnnctl.run import Run, atomic_write_text, layout
 from cnnctl.training import checkpoint
 from cnnctl.training.checkpoint import Checkpoint
 from cnnctl.training.preflight import Prepared, prepare
-from cnnctl.training.trainer import TrainResult, determinism, run_training
+from cnnctl.training.trainer import TrainResult, determinism, run_training, stopped_as
 
 CHANGEABLE = (("train", "epochs"),)  # what a resumed run may change without --force
 
@@ -82,13 +82,15 @@ def resume(run: Run, recipe: Recipe, *, progress: bool = True) -> TrainResult:
             print(f"{run.path} has finished its {recipe.train.epochs} epochs: nothing to resume (give "
                   "--set train.epochs=N to train it further)", file=sys.stderr)
             return TrainResult(run=run, metrics=done)
-        stored = read_record(run) if (run / layout.DATA).is_file() else None  # None: a run of an older cnnctl
-        plan = prepare(recipe, normalization=stored.normalization if stored is not None else None)
-        if stored is not None:
-            _check_same_data(plan, stored, run)
-        atomic_write_text(run / layout.RECIPE, dump_recipe(recipe))  # train.epochs may have grown
-        where = "the beginning (no checkpoint was written)" if start is None else _position(start, plan)
-        print(f"resuming {run.path} from {where}", file=sys.stderr)
+        with stopped_as(f"interrupted before training resumed; {run.path} is as it was: resume it again with "
+                        f"cnnctl train --resume {run.path}"):
+            stored = read_record(run) if (run / layout.DATA).is_file() else None  # None: a run of an older cnnctl
+            plan = prepare(recipe, normalization=stored.normalization if stored is not None else None)
+            if stored is not None:
+                _check_same_data(plan, stored, run)
+            atomic_write_text(run / layout.RECIPE, dump_recipe(recipe))  # train.epochs may have grown
+            where = "the beginning (no checkpoint was written)" if start is None else _position(start, plan)
+            print(f"resuming {run.path} from {where}", file=sys.stderr)
         return run_training(recipe, plan, run, start, progress=progress, started=started)
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
-from cnnctl.errors import CnnctlError, first_line
+from cnnctl.errors import CnnctlError, Stopped, first_line
 from cnnctl.recipe import Recipe, dump_recipe
 from cnnctl.run import Run, WriteError, atomic_write_text, layout, save_model_atomic
 from cnnctl.training.callbacks import continue_csv_logs, place_in_run
@@ -72,9 +72,22 @@ def train(recipe: Recipe, runs_dir: str = "runs", *, progress: bool = True,
     if announce is not None:  # once the recipe has passed every check and the run exists
         announce(run)
     with run.locked():
-        run.write_json(layout.DATA, plan.data.record().to_json())  # the classes and normalization eval reuses
-        atomic_write_text(run / layout.RECIPE, dump_recipe(recipe))  # last: with it, the folder is a run
+        with stopped_as(f"interrupted while creating {run.path}; nothing was trained: delete it and train again"):
+            run.write_json(layout.DATA, plan.data.record().to_json())  # the classes and normalization eval reuses
+            atomic_write_text(run / layout.RECIPE, dump_recipe(recipe))  # last: with it, the folder is a run
         return run_training(recipe, plan, run, None, progress=progress, started=started)
+
+
+@contextmanager
+def stopped_as(message: str) -> Iterator[None]:
+    """A Ctrl-C in this block stops with ``message`` (what was kept, what to do); training's own Interrupted and
+    Stopped already say it."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, (Interrupted, Stopped)):
+            raise
+        raise Stopped(message) from None
 
 
 def determinism(recipe: Recipe) -> None:
@@ -88,6 +101,31 @@ def determinism(recipe: Recipe) -> None:
 def run_training(recipe: Recipe, plan: Prepared, run: Run, start: Checkpoint | None, *, progress: bool,
                  started: float) -> TrainResult:
     """Fit from ``start`` (or the beginning), then write model.keras, metrics.json and the exports."""
+    with stopped_as(f"interrupted before the first epoch started; {run.path} holds no checkpoint: resume it with "
+                    f"cnnctl train --resume {run.path}, or delete it" if start is None else
+                    f"interrupted before training resumed; {run.path} is as it was: resume it again with "
+                    f"cnnctl train --resume {run.path}"):
+        session = _start(recipe, plan, run, start)
+    data, state = plan.data, session.state
+    kept = f"; the checkpoints of the epochs before are kept in {run / layout.CHECKPOINTS}"
+    try:
+        with redirect_stdout(sys.stderr), undecodable_files(data, kept), stop_on_signals(state):
+            _fit(recipe, plan, session, start, progress=progress)
+    except NonFiniteLoss as exc:
+        raise _failed(recipe, run, state, exc) from None
+    except Interrupted as exc:
+        run.update_json(layout.METRICS, name=recipe.name, status="interrupted")
+        exc.message += (f"; the checkpoints written so far are kept in {run / layout.CHECKPOINTS}. Resume with: "
+                        f"cnnctl train --resume {run.path}")
+        raise
+    except WriteError as exc:
+        raise WriteError(f"{exc}; nothing written before is lost: free space, then resume with: "
+                         f"cnnctl train --resume {run.path}") from None
+    return _finish(recipe, plan, session, started=started)
+
+
+def _start(recipe: Recipe, plan: Prepared, run: Run, start: Checkpoint | None) -> _Session:
+    """The run's state (restored from ``start``) and the callbacks ``fit`` gets."""
     import tensorflow as tf
 
     from cnnctl.tensorboard.callbacks import tensorboard_callbacks  # [] when log.tensorboard is off
@@ -104,22 +142,7 @@ def run_training(recipe: Recipe, plan: Prepared, run: Run, start: Checkpoint | N
     recorder = RunRecorder(state, recipe.train.monitor, recipe.train.mode)
     callbacks = [EpochClock(state, epoch, checkpoint_every=recipe.train.checkpoint_every), LearningRateLog(),
                  *extra, *tensorboard_callbacks(recipe, run, model, data), recorder]  # the recorder last
-    session = _Session(state, recorder, callbacks, epoch)
-    kept = f"; the checkpoints of the epochs before are kept in {run / layout.CHECKPOINTS}"
-    try:
-        with redirect_stdout(sys.stderr), undecodable_files(data, kept), stop_on_signals(state):
-            _fit(recipe, plan, session, start, progress=progress)
-    except NonFiniteLoss as exc:
-        raise _failed(recipe, run, state, exc) from None
-    except Interrupted as exc:
-        run.update_json(layout.METRICS, name=recipe.name, status="interrupted")
-        exc.message += (f"; the checkpoints written so far are kept in {run / layout.CHECKPOINTS}. Resume with: "
-                        f"cnnctl train --resume {run.path}")
-        raise
-    except WriteError as exc:
-        raise WriteError(f"{exc}; nothing written before is lost: free space, then resume with: "
-                         f"cnnctl train --resume {run.path}") from None
-    return _finish(recipe, plan, session, started=started)
+    return _Session(state, recorder, callbacks, epoch)
 
 
 @dataclass
@@ -209,14 +232,16 @@ def _finish(recipe: Recipe, plan: Prepared, session: _Session, *, started: float
     from cnnctl.serving.evaluate import measure
 
     model, data, run = plan.model, plan.data, session.run
-    save_model_atomic(model, run / layout.MODEL)
+    with stopped_as(f"interrupted while writing {run / layout.MODEL} (an earlier one is kept whole); finish the run "
+                    f"with: cnnctl train --resume {run.path}"):
+        save_model_atomic(model, run / layout.MODEL)
     metrics = run_metrics(recipe, plan, session.state)
     try:
         if data.sizes["test"] > 0:
             with undecodable_files(data):
                 metrics["test"] = measure(model, data["test"])  # as cnnctl eval measures it
     except KeyboardInterrupt:
-        raise StoppedAfterTraining(f"interrupted while measuring the test split; training had finished and "
+        raise Stopped(f"interrupted while measuring the test split; training had finished and "
                                    f"{run / layout.MODEL} is written. Measure and export with: cnnctl train "
                                    f"--resume {run.path} (no epoch is trained again)") from None
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
@@ -224,14 +249,6 @@ def _finish(recipe: Recipe, plan: Prepared, session: _Session, *, started: float
     if recipe.export:
         metrics["exports"] = _write_exports(recipe, run, model, data)
     return TrainResult(run=run, metrics=metrics)
-
-
-class StoppedAfterTraining(KeyboardInterrupt):
-    """Ctrl-C after the last epoch (exit 130): what was written, and how to finish."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message, self.exit_code = message, 130
 
 
 def _write_exports(recipe: Recipe, run: Run, model: keras.Model, data: Any) -> dict:
@@ -250,7 +267,7 @@ def _write_exports(recipe: Recipe, run: Run, model: keras.Model, data: Any) -> d
             exports[spec.label] = write_export(spec, run, model, data, recipe)  # it records its check itself
             continue
         except KeyboardInterrupt:
-            raise StoppedAfterTraining(
+            raise Stopped(
                 f"interrupted while exporting {spec.label}; training had finished ({run / layout.MODEL}, status "
                 f"completed). Write the missing exports with: {retry_command(pending, str(run.path))}") from None
         except CnnctlError as exc:
