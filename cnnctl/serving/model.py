@@ -136,6 +136,10 @@ def warn_if_changed(record: DataRecord, split: str, examples: int) -> None:
               "changed, so the split may now hold examples the model was trained on", file=sys.stderr)
 
 
+# How a run's training ended, by metrics.json's status, as the reason it has no model.keras.
+_TRAINING_ENDED = {"interrupted": "its training was interrupted", "failed": "its training failed"}
+
+
 def _missing_model(run: Run, model_file: Path) -> str:
     """Why the run has no ``model_file``, and what to do."""
     status = run.status
@@ -143,7 +147,7 @@ def _missing_model(run: Run, model_file: Path) -> str:
         return (f"{run.path} has no {layout.BEST}: the run kept no best epoch (train.monitor: null, or nothing to "
                 "monitor); leave out --best")
     if status != "completed" and model_file.name in (layout.MODEL, layout.BEST):
-        state = f"its training {status}" if status in ("interrupted", "failed") else "its training did not finish"
+        state = _TRAINING_ENDED.get(status, "its training did not finish")
         return (f"{run.path} has no {model_file.name}: {state}; resume it with cnnctl train --resume {run.path}"
                 + (" (or give --best for the best epoch so far)" if (run / layout.BEST).is_file() else ""))
     return f"{run.path / model_file}: no such model file in the run"
