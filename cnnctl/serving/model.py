@@ -122,10 +122,21 @@ def load_model(target: str | os.PathLike | Run, runs_dir: str | os.PathLike = "r
     if run is not None:
         return load_run_model(run, path.resolve().relative_to(run.path.resolve()), unsafe=unsafe)
     model = load_keras_model(path, unsafe=unsafe)
+    if not model.name.endswith(SERVING_SUFFIX):  # a serving export holds its preprocessing; a trained model does not
+        print(f"warning: {bare_model_warning(path)}", file=sys.stderr)
     labels = path.with_suffix(".labels.txt")  # written beside every export (cnnctl.exports.writer.labels_path)
     names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
     record = DataRecord(class_names=names, stored=StoredForm(tuple(model.inputs[0].shape[1:])))
     return RunModel(model, model, None, record, str(path))
+
+
+def bare_model_warning(path: Path) -> str:
+    """What is assumed of a trained model's file outside any run, which has no record of its preprocessing."""
+    return (f"{path} is outside any run, so nothing records how its inputs were preprocessed: cnnctl assumes none "
+            "(image files go in as pixels 0-255, .npy values as they are, with no rescaling or normalization); a "
+            "model trained on rescaled inputs (e.g. 1/255: digits' 0-1) gives confident wrong answers so. Give its "
+            "run directory instead (or the run's model.keras in place), or a Keras export of the run (cnnctl export "
+            "keras RUN), which holds its preprocessing")
 
 
 def warn_if_changed(record: DataRecord, split: str, examples: int) -> None:

@@ -174,6 +174,8 @@ def test_a_model_of_its_own_with_fewer_classes_than_the_data(project, tmp_path):
         """))
     message = invoke_fails("eval", str(lone), "--data", str(other), "--split", "train")
     assert "has 4 classes (four, one, two, zero)" in message and "scores 3" in message
+    message = invoke_fails("eval", str(lone), "--data", str(photos))  # the folder itself, as predict takes images
+    assert "has 4 classes (four, one, two, zero)" in message and "scores 3" in message
 
 
 def test_labels_beyond_the_models_units_stop_training_before_a_run_exists(tmp_path):
