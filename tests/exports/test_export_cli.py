@@ -218,3 +218,13 @@ def test_a_graphconv_keras_export_loads_in_plain_keras_after_import_cnnctl_layer
                              {"module": "mypkg.layers", "class_name": "Gadget", "registered_name": "mypkg>Gadget"})
     message = invoke_fails("predict", foreign, str(tmp_path / "x.npy"), "--unsafe")
     assert "Keras cannot locate class 'Gadget'" in message and "import the package that defines it" in message
+
+
+def test_an_out_with_a_trailing_slash_is_a_folder_for_the_export(custom, tmp_path):
+    invoke("export", "onnx", custom, "--out", f"{tmp_path / 'dir_onnx'}/")
+    assert (tmp_path / "dir_onnx" / "model.onnx").is_file() and (tmp_path / "dir_onnx" / "model.labels.txt").is_file()
+    invoke("export", "keras", custom, "--out", f"{tmp_path / 'dir_keras'}/")  # not refused for its suffix
+    assert (tmp_path / "dir_keras" / "serving.keras").is_file()
+    assert "exists; use --force" in invoke_fails("export", "onnx", custom, "--out", f"{tmp_path / 'dir_onnx'}/")
+    exports = json.loads(open(os.path.join(custom, "metrics.json")).read())["exports"]
+    assert exports["onnx"]["path"] == str((tmp_path / "dir_onnx" / "model.onnx").resolve())
