@@ -155,7 +155,8 @@ def predict(target: RunLike, inputs: Sequence[str | os.PathLike], *, top_k: int 
             runs_dir: str | os.PathLike = "runs", on_error: str = "fail", unsafe: bool = False) -> Predictions:
     """The top ``top_k`` classes of each image file, folder of images or .npy array in ``inputs``, decoded and
     preprocessed exactly as training did; made batch by batch as the result is iterated. ``on_error``: ``fail``
-    stops at an image that cannot be decoded, ``skip`` leaves it out with a warning."""
+    stops at an image that cannot be decoded (or a .npy array that is not of the model's input shape), ``skip``
+    leaves it out with a warning naming it."""
     if isinstance(inputs, str | os.PathLike):  # one file or folder
         inputs = [inputs]
     if on_error not in ("fail", "skip"):
@@ -302,6 +303,7 @@ def name_problem(name: str | None) -> str | None:
 def export_problem(fmt: str, out: str | os.PathLike | None, quantize: str | None) -> tuple[str, str] | None:
     """(the option at fault, what is wrong) with ``export``'s ``out`` and ``quantize`` for ``fmt``, or None; the
     format table says which formats are quantized and which file suffix each needs. No TensorFlow."""
+    from cnnctl.filekinds import names_folder
     from cnnctl.registry import FORMATS
 
     form = FORMATS.get(fmt)
@@ -310,7 +312,8 @@ def export_problem(fmt: str, out: str | os.PathLike | None, quantize: str | None
     if quantize is not None and (form.options is None or "quantize" not in form.options.model_fields):
         quantized = [f.name for f in FORMATS if f.options is not None and "quantize" in f.options.model_fields]
         return "quantize", f"only {', '.join(quantized)} exports are quantized, not {fmt}"
-    if out is not None and form.suffix is not None and not os.fspath(out).endswith(form.suffix):
+    if out is not None and form.suffix is not None and not os.fspath(out).endswith(form.suffix) \
+            and not names_folder(out):  # a folder: the export goes in it, under its default name
         return "out", (f"{os.fspath(out)}: a {form.title or form.name} export is a {form.suffix} file; give a name "
                        f"ending in {form.suffix}")
     return None

@@ -169,7 +169,8 @@ def evaluate(target: str, split: str, data: str | None, runs_dir: str, best: boo
 @click.option("--runs-dir", default="runs", show_default=True, help="Where `latest` is looked for.")
 @click.option("--best", is_flag=True, help="Use best.keras instead of model.keras.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-              help="An image that cannot be decoded stops predict (fail), or is left out with a warning (skip).")
+              help="An image that cannot be decoded, or a .npy array of the wrong shape, stops predict (fail), or is "
+                   "left out with a warning naming it (skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON on stdout.")
 @click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)
 def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, best: bool, on_error: str,  # noqa: PLR0917
@@ -191,7 +192,8 @@ def predict(target: str, inputs: tuple[str, ...], top_k: int, runs_dir: str, bes
 @click.argument("fmt", metavar="FORMAT", type=_FormatChoice())
 @click.argument("run")
 @click.option("--out", default=None, help="Where to write (default: RUN/export/ savedmodel, serving.keras, "
-              "model.tflite, model_<quantize>.tflite or model.onnx).")
+              "model.tflite, model_<quantize>.tflite or model.onnx); a folder (ending in /) takes the file under that "
+              "default name.")
 @click.option("--force", is_flag=True, help="Replace an earlier export at the target path.")
 @click.option("--quantize", type=click.Choice(["dynamic", "float16", "int8"]), default=None,
               help="tflite only: quantize weights (dynamic, float16) or weights and activations (int8, calibrated "

@@ -6,10 +6,12 @@ recipe, an image, an HDF5 model or a truncated archive apart with it.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # what the image sources and predict read
+# what the image sources and predict read: what tf.io.decode_image decodes (TIFF it does not)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -30,6 +32,10 @@ def describe_file(path: Path) -> str:
                          (b"BM", "a BMP image"), (b"\x93NUMPY", "a NumPy array (.npy)")):
         if head.startswith(magic):
             return image
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[:4] in (b"II*\0", b"MM\0*"):
+        return "a TIFF image"
     if b"\0" not in head:
         try:
             head.decode("utf-8")
@@ -38,6 +44,11 @@ def describe_file(path: Path) -> str:
                 return "binary data"
         return "text"
     return "binary data"
+
+
+def names_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` as the user wrote it names a folder: it ends with a slash (``Path`` would drop it)."""
+    return os.fspath(path).endswith(("/", os.sep))
 
 
 def not_a_model(path: Path, kind: str) -> str:

@@ -28,6 +28,7 @@ from cnnctl.data.sources.images import bad_files_named
 from cnnctl.errors import CnnctlError, UserError, did_you_mean, first_line
 from cnnctl.exports.check import compare, held_out
 from cnnctl.exports.serving_forms import float32_twin, inference_graph, mixed_policy, output_layers
+from cnnctl.filekinds import names_folder
 from cnnctl.recipe.export_spec import ExportSpec
 from cnnctl.registry import FORMATS
 from cnnctl.run import Run, atomic_write_text, layout
@@ -100,6 +101,8 @@ def export_target(fmt: str | ExportSpec, run: Run, out: str | None, force: bool,
     spec = export_spec(fmt, quantize)
     form = FORMATS.get(spec.format)
     target = Path(out) if out else default_path(spec, run)
+    if out and not form.folder and names_folder(out):  # out/ is a folder: the export goes in it, by its usual name
+        target = target / form.path_name(spec.options)
     if form.suffix is not None and target.suffix != form.suffix:
         raise UserError(f"{target}: a {form.title or form.name} export is a {form.suffix} file; give --out a name "
                         f"ending in {form.suffix}")

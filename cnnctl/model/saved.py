@@ -15,12 +15,20 @@ it is deserialized; ``unsafe=True`` (``--unsafe``: a file the user trusts) loads
 it anyway with ``safe_mode=False``, after a warning. Legacy HDF5 files (``.h5``)
 are refused outright: Keras's safe mode does not apply to them (CVE-2025-9905).
 The optimizer's ``compile_config`` is not read: cnnctl loads models uncompiled.
+
+cnnctl's own layers (GraphConv, SqueezeExcite, LocalResponseNormalization) are
+registered with Keras when this module is imported, so cnnctl always loads models
+that use them; ``keras.saving.load_model`` outside cnnctl needs ``import
+cnnctl.layers`` first (``import cnnctl`` alone imports no Keras). A layer saved as
+cnnctl's that this cnnctl does not have (a model from another cnnctl version) is
+told as such, and a class Keras cannot locate under ``--unsafe`` is named.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -71,7 +79,13 @@ def load_keras_model(path: str | Path, *, unsafe: bool = False, warn: bool = Tru
     warning, for a file cnnctl itself has just written from a model the user trusted.
     """
     path = Path(path)
-    found = untrusted_objects(read_config(path))
+    config = read_config(path)
+    missing = sorted(set(unknown_cnnctl_layers(config)))
+    if missing:
+        raise UserError(f"{path} uses {_quoted(missing)}, saved as cnnctl's own layer{'s' if len(missing) > 1 else ''}"
+                        f", which this cnnctl does not have (its layers: {', '.join(cnnctl_layers())}): the model was "
+                        "saved by another version of cnnctl; load it with that version")
+    found = untrusted_objects(config)
     if found and not unsafe:
         raise UserError(refusal(path, found))
     if unsafe and warn:
@@ -81,7 +95,49 @@ def load_keras_model(path: str | Path, *, unsafe: bool = False, warn: bool = Tru
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # weights that do not fit the config, a damaged member: say so, without a traceback
+        located = _NOT_LOCATED.search(str(exc))
+        if located:  # Keras's first line blames the model ("could not be deserialized properly"), not the class
+            raise UserError(f"{path}: cannot load as a Keras model: Keras cannot locate class '{located[1]}': it "
+                            "is not registered in this process; import the package that defines it (and "
+                            "registers it with @keras.saving.register_keras_serializable) first") from None
         raise UserError(f"{path}: cannot load as a Keras model: {first_line(exc)}") from None
+
+
+# How Keras says that a class named in config.json is neither its own nor registered.
+_NOT_LOCATED = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+
+
+def cnnctl_layers() -> list[str]:
+    """The names of cnnctl's own layers, as registered with Keras (``cnnctl>NAME``)."""
+    return sorted(name.split(">", 1)[1] for name in keras.saving.get_custom_objects() if name.startswith("cnnctl>"))
+
+
+def unknown_cnnctl_layers(config: dict) -> list[str]:
+    """The classes in a model's config saved as cnnctl's (``cnnctl>NAME``, or a ``cnnctl.`` module) that this
+    cnnctl has not registered."""
+    found: list[str] = []
+
+    def visit(node) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+        elif isinstance(node, dict):
+            registered, module = node.get("registered_name"), node.get("module")
+            if "class_name" in node and isinstance(registered, str) and (
+                    registered.startswith("cnnctl>") or (isinstance(module, str) and module.startswith("cnnctl."))):
+                if keras.saving.get_registered_object(registered) is None:
+                    found.append(registered.split(">", 1)[1] if registered.startswith("cnnctl>")
+                                 else str(node["class_name"]))
+            for key, value in node.items():
+                if key != "compile_config":
+                    visit(value)
+
+    visit(config)
+    return found
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
 
 
 def refusal(path: Path, found: list[Untrusted]) -> str:

@@ -79,9 +79,6 @@ def _from_recipe(loaded: RunModel, recipe: Recipe, split: str, what: str, name: 
 
 def _from_folder(loaded: RunModel, folder: Path, split: str) -> EvalData:
     """A folder of class folders (all of it), or the ``split`` folder of one with train/validation/test folders."""
-    if loaded.recipe is None:
-        raise UserError(f"{loaded.source} is not inside a run, so how its images were decoded is unknown; "
-                        "give --data a recipe whose data section says so")
     stored = loaded.record.stored
     if not stored.is_image:
         raise UserError(f"{loaded.source} takes arrays of shape {list(stored.shape)}, not images; give --data a "
@@ -94,7 +91,7 @@ def _from_folder(loaded: RunModel, folder: Path, split: str) -> EvalData:
                             f"{', '.join(present)}: choose one with --split")
         folder = folder / here[0]
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    unknown = [c for c in classes if c not in loaded.class_names]
+    unknown = [c for c in classes if loaded.class_names and c not in loaded.class_names]
     if unknown:
         listed = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise UserError(f"{folder}: {'folders' if len(unknown) > 1 else 'folder'} {listed} "
@@ -103,15 +100,19 @@ def _from_folder(loaded: RunModel, folder: Path, split: str) -> EvalData:
     if not classes:
         raise UserError(f"{folder} has no class folders; put each class's images ({', '.join(IMAGE_EXTENSIONS)}) "
                         "in a folder named after its class")
+    _check_class_count(classes, loaded, str(folder))
     height, width, channels = stored.shape
+    # a .keras file outside any run is decoded as predict decodes its images: image_dir's defaults (bilinear), and
+    # its classes, without a labels.txt beside it, are the folders in order (as image_dir numbers them)
+    own = {} if loaded.recipe is None else {"interpolation": loaded.recipe.data.interpolation,
+                                            "batch_size": loaded.recipe.data.batch_size}
     try:
         spec = DataSpec.model_validate({
-            "source": "image_dir", "path": str(folder.resolve()), "class_names": loaded.class_names,
+            "source": "image_dir", "path": str(folder.resolve()), "class_names": loaded.class_names or classes,
             "image_size": [height, width], "color_mode": COLOR_MODES[channels],
-            "interpolation": loaded.recipe.data.interpolation, "split": {"validation": 0.0, "test": 0.0},
-            "normalize": "none", "on_error": "fail", "batch_size": loaded.recipe.data.batch_size,
+            "split": {"validation": 0.0, "test": 0.0}, "normalize": "none", "on_error": "fail", **own,
         })
-        datasets = build_datasets(spec, loaded.recipe.seed)
+        datasets = build_datasets(spec, loaded.recipe.seed if loaded.recipe is not None else 0)
     except RecipeError as exc:  # located in a recipe the user never wrote: keep the message only
         raise UserError(f"{folder}: {exc.problems[0].message}") from None
     except BadFiles as exc:  # its advice names a recipe key the user never wrote

@@ -122,10 +122,21 @@ def load_model(target: str | os.PathLike | Run, runs_dir: str | os.PathLike = "r
     if run is not None:
         return load_run_model(run, path.resolve().relative_to(run.path.resolve()), unsafe=unsafe)
     model = load_keras_model(path, unsafe=unsafe)
+    if not model.name.endswith(SERVING_SUFFIX):  # a serving export holds its preprocessing; a trained model does not
+        print(f"warning: {bare_model_warning(path)}", file=sys.stderr)
     labels = path.with_suffix(".labels.txt")  # written beside every export (cnnctl.exports.writer.labels_path)
     names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
     record = DataRecord(class_names=names, stored=StoredForm(tuple(model.inputs[0].shape[1:])))
     return RunModel(model, model, None, record, str(path))
+
+
+def bare_model_warning(path: Path) -> str:
+    """What is assumed of a trained model's file outside any run, which has no record of its preprocessing."""
+    return (f"{path} is outside any run, so nothing records how its inputs were preprocessed: cnnctl assumes none "
+            "(image files go in as pixels 0-255, .npy values as they are, with no rescaling or normalization); a "
+            "model trained on rescaled inputs (e.g. 1/255: digits' 0-1) gives confident wrong answers so. Give its "
+            "run directory instead (or the run's model.keras in place), or a Keras export of the run (cnnctl export "
+            "keras RUN), which holds its preprocessing")
 
 
 def warn_if_changed(record: DataRecord, split: str, examples: int) -> None:
@@ -136,6 +147,10 @@ def warn_if_changed(record: DataRecord, split: str, examples: int) -> None:
               "changed, so the split may now hold examples the model was trained on", file=sys.stderr)
 
 
+# How a run's training ended, by metrics.json's status, as the reason it has no model.keras.
+_TRAINING_ENDED = {"interrupted": "its training was interrupted", "failed": "its training failed"}
+
+
 def _missing_model(run: Run, model_file: Path) -> str:
     """Why the run has no ``model_file``, and what to do."""
     status = run.status
@@ -143,7 +158,7 @@ def _missing_model(run: Run, model_file: Path) -> str:
         return (f"{run.path} has no {layout.BEST}: the run kept no best epoch (train.monitor: null, or nothing to "
                 "monitor); leave out --best")
     if status != "completed" and model_file.name in (layout.MODEL, layout.BEST):
-        state = f"its training {status}" if status in ("interrupted", "failed") else "its training did not finish"
+        state = _TRAINING_ENDED.get(status, "its training did not finish")
         return (f"{run.path} has no {model_file.name}: {state}; resume it with cnnctl train --resume {run.path}"
                 + (" (or give --best for the best epoch so far)" if (run / layout.BEST).is_file() else ""))
     return f"{run.path / model_file}: no such model file in the run"

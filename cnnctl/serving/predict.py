@@ -72,8 +72,10 @@ def predict(target: str | os.PathLike | Run, inputs: list[str | os.PathLike], *,
     """Predictions of ``target``'s model (a run, ``latest`` or a .keras file) for each image or .npy file in
     ``inputs`` (files and folders, in order), made as they are iterated.
 
-    ``on_error``: ``fail`` stops at an image that cannot be decoded, naming every such file; ``skip``
-    leaves them out with a warning (which costs one more decoding pass over the images). ``unsafe``: load a model
+    ``on_error``: ``fail`` stops at an image that cannot be decoded, naming every such file, or at a .npy file
+    that is not an array of the model's input shape; ``skip`` leaves them out with a warning naming them (which
+    costs one more decoding pass over the images). Files in a folder that are neither images cnnctl decodes nor
+    .npy files are named on stderr as skipped. ``unsafe``: load a model
     that Keras safe mode refuses, trusting the file (``cnnctl.model.saved``).
     """
     loaded = load_model(target, runs_dir, model_file, unsafe=unsafe)
@@ -101,14 +103,25 @@ def _predictions(loaded: RunModel, files: list[Path], *, top_k: int, on_error: s
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders as the images and .npy files inside them (sorted, recursively)."""
+    """Files as given, folders as the images and .npy files inside them (sorted, recursively); the other files of a
+    folder (hidden ones aside) are named on stderr as skipped."""
     out: list[Path] = []
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = [p for p in files if _kind(p) is not None]
+            other = [p for p in files if _kind(p) is None]
+            listed = ", ".join(map(str, other[:5])) + (" ..." if len(other) > 5 else "")
+            kinds = f"images ({', '.join(IMAGE_EXTENSIONS)}) or .npy files"
             if not found:
-                raise UserError(f"{given}: no images ({', '.join(IMAGE_EXTENSIONS)}) or .npy files in this folder")
+                held = f" (it holds {len(other)} other file{'s' if len(other) > 1 else ''}: {listed})" if other else ""
+                raise UserError(f"{given}: no {kinds} in this folder{held}; convert the images to one of those formats")
+            if other:
+                print(f"warning: {given}: skipped {len(other)} file{'s' if len(other) > 1 else ''} that "
+                      f"{'are' if len(other) > 1 else 'is'} neither {kinds}: {listed}; convert the images among them "
+                      "to one of those formats", file=sys.stderr)
             out += found
         elif path.is_file():
             if _kind(path) is None:
@@ -136,7 +149,13 @@ def example_batches(files: list[Path], loaded: RunModel, *,
             yield from _image_batches(pending, loaded, on_error)
             pending = []
         if f is not None:
-            array = _read_npy(f, loaded.stored_shape)
+            try:
+                array = _read_npy(f, loaded.stored_shape)
+            except UserError as exc:
+                if on_error != "skip":
+                    raise
+                print(f"warning: skipped (--on-error skip) {exc}", file=sys.stderr)
+                continue
             names = [str(f)] if len(array) == 1 else [f"{f}[{i}]" for i in range(len(array))]
             for i in range(0, len(array), _BATCH):
                 yield names[i:i + _BATCH], array[i:i + _BATCH]

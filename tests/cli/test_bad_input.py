@@ -152,9 +152,12 @@ def test_a_run_without_its_model_says_why_and_what_to_do(project, tmp_path):
     assert "has no best.keras" in invoke_fails("eval", str(copy), "--best")
     (copy / "model.keras").unlink()
     metrics = json.loads((copy / "metrics.json").read_text())
-    (copy / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
-    message = invoke_fails("eval", str(copy))
-    assert "has no model.keras: its training interrupted" in message and f"cnnctl train --resume {copy}" in message
+    image = next((project[0] / "photos" / "one").iterdir())
+    for status, said in [("interrupted", "its training was interrupted"), ("failed", "its training failed")]:
+        (copy / "metrics.json").write_text(json.dumps({**metrics, "status": status}))
+        for command in (["eval", str(copy)], ["predict", str(copy), str(image)]):
+            message = invoke_fails(*command)
+            assert f"has no model.keras: {said}; resume it with cnnctl train --resume {copy}" in message, command
 
 
 def test_a_model_of_its_own_with_fewer_classes_than_the_data(project, tmp_path):
@@ -170,6 +173,8 @@ def test_a_model_of_its_own_with_fewer_classes_than_the_data(project, tmp_path):
         model: {{input: [12, 12, 3], layers: [Flatten, {{Dense: {{units: 4}}}}]}}
         """))
     message = invoke_fails("eval", str(lone), "--data", str(other), "--split", "train")
+    assert "has 4 classes (four, one, two, zero)" in message and "scores 3" in message
+    message = invoke_fails("eval", str(lone), "--data", str(photos))  # the folder itself, as predict takes images
     assert "has 4 classes (four, one, two, zero)" in message and "scores 3" in message
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import zipfile
 
+import numpy as np
 import pytest
 
 from tests.conftest import invoke, invoke_fails, run_cli, train_text
@@ -59,6 +63,25 @@ train:
   loss: {BinaryCrossentropy: {from_logits: true}}
   metrics: [{BinaryAccuracy: {threshold: 0.0}}]
 log: {tensorboard: false}
+"""
+
+
+GRAPH = """\
+name: graph
+seed: 1
+data: {source: digits, split: {validation: 0.1, test: 0.2}, batch_size: 64}
+model:
+  input: [8, 8, 1]
+  layers: [{GraphConv: {units: 2, connectivity: 8}}, Flatten, {Dense: {units: 10, activation: softmax}}]
+train: {epochs: 1}
+log: {tensorboard: false}
+"""
+
+# docs/export.md's Keras example, in a fresh Python that has imported only what FIRST says
+LOAD = """{first}
+import keras, numpy as np
+model = keras.saving.load_model({path!r})
+print(np.asarray(model(np.zeros((1, 8, 8, 1), "float32"))).shape)
 """
 
 
@@ -138,3 +161,70 @@ def test_an_unwritable_target_folder_is_a_clear_error(custom, tmp_path):
     finally:
         subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
         locked.chmod(0o700)
+
+
+def renamed_layers(source: str, target, old: str, new: dict) -> str:
+    """A copy of the .keras archive ``source`` whose objects registered as ``old`` (at any depth) are updated with
+    ``new`` (keys of the saved object: module, class_name, registered_name)."""
+    def change(node):
+        if isinstance(node, list):
+            for item in node:
+                change(item)
+        elif isinstance(node, dict):
+            if node.get("registered_name") == old:
+                node.update(new)
+            for value in node.values():
+                change(value)
+
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    change(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return str(target)
+
+
+def test_a_graphconv_keras_export_loads_in_plain_keras_after_import_cnnctl_layers(tmp_path):
+    run = trained(GRAPH, tmp_path)
+    invoke("export", "keras", run)
+    path = os.path.join(run, "export", "serving.keras")
+
+    def load(first: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", LOAD.format(first=first, path=path)], capture_output=True,
+                              text=True, timeout=300)
+
+    for first in ("", "import cnnctl"):  # plain Keras, and `import cnnctl` alone (it imports no Keras): the failure
+        failed = load(first)                # docs/export.md describes
+        assert failed.returncode == 1, (first, failed.stdout)
+        assert "could not be deserialized properly" in failed.stderr, failed.stderr[-2000:]
+        assert "Could not locate class 'GraphConv'" in failed.stderr
+    loaded = load("import cnnctl.layers")
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.splitlines()[-1] == "(1, 10)"
+
+    # through cnnctl: a layer saved as cnnctl's that this cnnctl does not have (from another cnnctl version)
+    np.save(tmp_path / "x.npy", np.zeros((8, 8, 1), "float32"))
+    newer = renamed_layers(path, tmp_path / "newer.keras", "cnnctl>GraphConv",
+                           {"class_name": "GraphConv2", "registered_name": "cnnctl>GraphConv2"})
+    message = invoke_fails("predict", newer, str(tmp_path / "x.npy"))
+    assert ("uses 'GraphConv2', saved as cnnctl's own layer, which this cnnctl does not have (its layers: GraphConv, "
+            "LocalResponseNormalization, SqueezeExcite): the model was saved by another version of cnnctl") in message
+    assert "--unsafe" not in message
+    # --unsafe on a class of a package that is not imported: Keras's class is named, not its "Functional" line
+    foreign = renamed_layers(path, tmp_path / "foreign.keras", "cnnctl>GraphConv",
+                             {"module": "mypkg.layers", "class_name": "Gadget", "registered_name": "mypkg>Gadget"})
+    message = invoke_fails("predict", foreign, str(tmp_path / "x.npy"), "--unsafe")
+    assert "Keras cannot locate class 'Gadget'" in message and "import the package that defines it" in message
+
+
+def test_an_out_with_a_trailing_slash_is_a_folder_for_the_export(custom, tmp_path):
+    invoke("export", "onnx", custom, "--out", f"{tmp_path / 'dir_onnx'}/")
+    assert (tmp_path / "dir_onnx" / "model.onnx").is_file() and (tmp_path / "dir_onnx" / "model.labels.txt").is_file()
+    invoke("export", "keras", custom, "--out", f"{tmp_path / 'dir_keras'}/")  # not refused for its suffix
+    assert (tmp_path / "dir_keras" / "serving.keras").is_file()
+    assert "exists; use --force" in invoke_fails("export", "onnx", custom, "--out", f"{tmp_path / 'dir_onnx'}/")
+    exports = json.loads(open(os.path.join(custom, "metrics.json")).read())["exports"]
+    assert exports["onnx"]["path"] == str((tmp_path / "dir_onnx" / "model.onnx").resolve())

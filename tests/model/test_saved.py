@@ -187,3 +187,12 @@ def test_a_legacy_hdf5_model_is_refused_even_with_unsafe(tmp_path):
     renamed.write_bytes(h5.read_bytes())
     assert "legacy HDF5" in refusal(renamed)
     assert not marker.exists()
+
+
+def test_cnnctl_layers_names_every_layer_cnnctl_registers():
+    import cnnctl.layers
+    from cnnctl.model.saved import cnnctl_layers
+
+    assert cnnctl_layers() == sorted(cnnctl.layers.__all__)
+    assert all(keras.saving.get_registered_object(f"cnnctl>{n}") is getattr(cnnctl.layers, n)
+               for n in cnnctl.layers.__all__)

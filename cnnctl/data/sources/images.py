@@ -1,6 +1,6 @@
 """Images as the image sources read them: decoding (any channels -> the recipe's), and the files that fail to decode.
 
-``decoder(image_size, color_mode, interpolation)`` turns the bytes of a JPEG, PNG, BMP or GIF into uint8 pixels of
+``decoder(image_size, color_mode, interpolation)`` turns the bytes of a JPEG, PNG, BMP, GIF or WebP into uint8 pixels of
 ``data.image_size`` and ``data.color_mode``: the image_dir, tfrecord and tfds sources
 and ``cnnctl predict`` all decode with it. A file that fails to decode is found
 cheaply where possible (its first and last bytes), and otherwise by one parallel
@@ -34,7 +34,7 @@ _SHOWN = 5  # bad files listed by name
 
 
 def decoder(image_size: list[int], color_mode: str, interpolation: str = "bilinear"):
-    """bytes of a JPEG/PNG/BMP/GIF -> uint8 [height, width, channels] resized to ``image_size`` (a recipe's
+    """bytes of a JPEG/PNG/BMP/GIF/WebP -> uint8 [height, width, channels] resized to ``image_size`` (a recipe's
     ``data.image_size``, ``data.color_mode`` and ``data.interpolation``).
 
     Files are decoded with the channels they have (TensorFlow refuses, e.g., a
