@@ -156,7 +156,9 @@ def import_tensorflow() -> None:
 
 
 class _QuietImport:
-    """A finder that runs the first ``import tensorflow`` inside ``native_stderr()``, whichever module asks."""
+    """A finder that runs the first ``import tensorflow`` inside ``native_stderr()``, whichever module asks, and
+    lists the devices there: TensorFlow probes CUDA then ("failed call to cuInit ..." on a machine without a GPU,
+    which TF_CPP_MIN_LOG_LEVEL hides only when set). Devices listed, the threading options can still be set."""
 
     @classmethod
     def find_spec(cls, name: str, path=None, target=None):
@@ -172,6 +174,8 @@ class _QuietImport:
                 def exec_module(module, run=run):
                     with native_stderr("import tensorflow"):
                         run(module)
+                        with contextlib.suppress(Exception):  # the first op would probe CUDA (cuInit) outside
+                            module.config.list_physical_devices()
 
                 spec.loader.exec_module = exec_module
                 return spec

@@ -9,6 +9,7 @@ closed fd 2 is no error.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -84,6 +85,16 @@ def test_a_resumed_training_shows_keras_progress_and_no_tensorflow_start_up_line
     assert len(files) == 2, files  # the first training's and the resumed one's
     graphs = [sum(event.HasField("graph_def") for event in EventFileLoader(str(f)).Load()) for f in files]
     assert sum(graphs) == 1, dict(zip(files, graphs, strict=True))
+
+
+def test_the_python_api_imports_tensorflow_and_runs_an_op_quietly():
+    """Without the command (which sets TF_CPP_MIN_LOG_LEVEL=3), TensorFlow's first op probed CUDA and logged
+    "failed call to cuInit"; and an ``import tensorflow`` after ``import cnnctl`` printed the start-up notices."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import cnnctl, tensorflow as tf, keras\nprint(float(tf.constant(1.0) * 2), keras.__version__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2.0 ") and native_lines(result.stderr) == [], result.stderr
 
 
 CAPTURE = """
