@@ -7,12 +7,14 @@ before logging is initialised), the TFLite converter's ``fully_quantize: 0,
 inference_type: 6 ...`` and its MLIR ``loc(...)`` diagnostics of a failed
 conversion, the interpreter's "Created TensorFlow Lite XNNPACK delegate" line.
 
-``native_stderr()`` points fd 2 at a temporary file for a block. Afterwards
-everything captured is appended to the log that ``native_log(path)`` names (a run's
-``logs/native.log``, docs/runs.md), and the lines that are none of the known notices
-are written back to stderr, so a real error still shows. Python's own writes
-(warnings, tracebacks, Keras's progress) go on to stderr as they happen. The first
-``import tensorflow``, wherever it comes from, runs inside such a block.
+``native_stderr(what)`` points fd 2 at the log that ``native_log(path)`` names (an
+export names the run's ``logs/native.log``, see README "The run directory"), or at a
+temporary file, for a block; the text survives there even if the call crashes.
+Afterwards the captured lines that are none of the known notices are written back
+to stderr (unless the call's errors come back as its exception, ``echo=False``), so
+a real error still shows. Python's own writes (warnings, tracebacks, Keras's
+progress) go on to stderr as they happen. The first ``import tensorflow``,
+wherever it comes from, runs inside such a block (``_QuietImport``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ NOTICES = re.compile(
 """Lines TensorFlow writes on fd 2 that say nothing to a cnnctl user (the converter's errors are in its exception)."""
 
 
-
 class _State:
     log: Path | None = None  # where captured text goes (native_log)
     capturing = False  # fd 2 is the process's: one capture at a time, the outermost one
@@ -52,6 +53,11 @@ def native_log(path: Path | None) -> Iterator[None]:
         yield
     finally:
         _State.log = before
+
+
+def native_log_path() -> Path | None:
+    """Where ``native_stderr`` keeps what it captures now (None: nowhere)."""
+    return _State.log
 
 
 @contextlib.contextmanager

@@ -61,7 +61,7 @@ def test_a_failed_conversion_says_only_cnnctls_reason(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: TFLite cannot convert this model: "), result.stderr
-    assert "`unroll: true`" in lines[0]
+    assert "`unroll: true`" in lines[0] and f"the converter's own output: {run / 'logs' / 'native.log'}" in lines[0]
     assert native_lines(result.stderr) == [], result.stderr
     log = (run / "logs" / "native.log").read_text()
     assert "loc(callsite(" in log  # the converter's own account, kept for whoever wants it

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 
-from cnnctl._tfimport import native_stderr, tf
+from cnnctl._tfimport import native_log_path, native_stderr, tf
 from cnnctl.errors import CnnctlError, first_line
 from cnnctl.exports.format import Artifact, Format, Tolerance, float_tolerance
 from cnnctl.recipe.export_spec import ExportOptions
@@ -77,7 +77,9 @@ def write_tflite(serving: keras.Model, path: Path, options: TfliteOptions, data:
             with native_stderr(f"TFLite conversion ({quantize or 'float32'})", echo=False):
                 content = _convert(saved, quantize, calibration)
         except Exception as exc:  # the converter's ConverterError: an op TFLite has no built-in kernel for
-            raise CnnctlError(f"TFLite cannot convert this model: {_reason(exc)}") from None
+            log = native_log_path()
+            more = f" (the converter's own output: {log})" if log is not None else ""
+            raise CnnctlError(f"TFLite cannot convert this model: {_reason(exc)}{more}") from None
     path.write_bytes(content)
     return {} if calibration is None else {"calibration_examples": len(calibration)}
 
@@ -118,7 +120,7 @@ def load_tflite(path: Path, *, unsafe: bool = False) -> Artifact:
     def predict(x: np.ndarray) -> list[np.ndarray]:
         nonlocal started
         # the first run creates the XNNPACK delegate, which says so on fd 2
-        with contextlib.nullcontext() if started else native_stderr(f"TFLite interpreter ({path.name})"):
+        with contextlib.nullcontext() if started else native_stderr("TFLite interpreter, first run"):
             result = runner(**{input_name: x})
         started = True
         return [result[name] for name in outputs]
