@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from cnnctl._tfimport import native_log
 from cnnctl.data.pipeline import Datasets, build_datasets
 from cnnctl.data.sources.images import bad_files_named
 from cnnctl.errors import CnnctlError, UserError, did_you_mean, first_line
@@ -69,7 +70,7 @@ def export_run(fmt: str | ExportSpec, run: Run, out: str | None = None, force: b
     spec = export_spec(fmt, quantize)
     FORMATS.get(spec.format).require()
     export_target(spec, run, out, force)  # fail fast, before loading anything
-    with run.locked():
+    with run.locked(), native_log(run / layout.NATIVE_LOG):
         loaded = load_run_model(run, unsafe=unsafe)
         data = build_datasets(loaded.recipe.data, loaded.recipe.seed, normalization=loaded.record.normalization)
         split, _ = held_out(data)
@@ -87,7 +88,8 @@ def write_export(fmt: str | ExportSpec, run: Run, model: keras.Model, data: Data
     spec = export_spec(fmt)
     FORMATS.get(spec.format).require()
     serving = serving_model(model, data.preprocessing)
-    return _export(spec, run, serving, data, out=None, force=True, logits=logits_of(recipe, len(model.outputs)))
+    with native_log(run / layout.NATIVE_LOG):
+        return _export(spec, run, serving, data, out=None, force=True, logits=logits_of(recipe, len(model.outputs)))
 
 
 def default_path(spec: ExportSpec, run: Run) -> Path:

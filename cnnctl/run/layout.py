@@ -10,7 +10,8 @@ runs/<name>/<YYYYmmdd-HHMMSS>[-k]/
   metrics.json   final metrics, status, timings, versions, exports
   .lock          held by the process writing into the run
   checkpoints/   what --resume reads (cnnctl.training.checkpoint)
-  logs/          TensorBoard event files (logs/train, logs/validation, logs/eval)
+  logs/          TensorBoard event files (logs/train, logs/validation, logs/eval); native.log: what
+                 TensorFlow's C++ code wrote on stderr during exports (cnnctl._tfimport)
   export/        exported artifacts (cnnctl.exports)
   eval/          cnnctl eval's reports and confusion matrices
 ```
@@ -34,6 +35,7 @@ CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 EXPORT = "export"
 EVAL = "eval"
+NATIVE_LOG = f"{LOGS}/native.log"
 FOLDERS = (CHECKPOINTS, LOGS, EXPORT, EVAL)
 
 # What training writes beside the recipe: a folder holding recipe.yaml and one of these is a run (a project

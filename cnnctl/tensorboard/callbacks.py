@@ -38,7 +38,9 @@ def tensorboard_callbacks(recipe: Recipe, run: Run, model: keras.Model, data: Da
         return []
     logs = run / layout.LOGS
     profile = spec.profile_batch
-    keras_tb = EpochTensorBoard(log_dir=str(logs), histogram_freq=spec.histogram_freq, write_graph=spec.write_graph,
+    # a resumed run's graph is in logs/train already: a second one makes TensorBoard warn on every load
+    graph = spec.write_graph and not any((logs / "train").glob("events.out.tfevents.*"))
+    keras_tb = EpochTensorBoard(log_dir=str(logs), histogram_freq=spec.histogram_freq, write_graph=graph,
                                 profile_batch=tuple(profile) if isinstance(profile, list) else profile)
     images = EpochImages(str(logs), recipe=recipe, run=run, model=model, data=data)
     return [keras_tb, images] if images.active else [keras_tb]

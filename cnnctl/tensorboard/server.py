@@ -14,6 +14,7 @@ imports TensorFlow; TensorBoard imports what it needs when it starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -22,6 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnnctl.errors import UserError
+
+
+class _KnownNotices(logging.Filter):
+    """TensorBoard's loader warns of a run whose logs/train holds two graphs (runs resumed by an earlier cnnctl,
+    which wrote the graph again): a notice of its own choice (it shows the newest), for every such run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Found more than one graph event per run")
+
+
+_NOTICES = _KnownNotices()
 
 
 def start(logdir: str | os.PathLike, port: int | None = None,
@@ -42,6 +54,7 @@ def start(logdir: str | os.PathLike, port: int | None = None,
 
     from tensorboard import program
 
+    logging.getLogger("tensorboard").addFilter(_NOTICES)
     servers: list = []
 
     class _Server(program.WerkzeugServer):

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,6 +140,43 @@ def test_tensorboard_serves_the_run_and_stops_on_ctrl_c(runs):
     assert process.returncode == 0, process.stderr.read()[-2000:]
     with socket.socket() as s:  # the port is free again
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_run_with_two_graphs_is_served_without_tensorboards_warning(runs, tmp_path):
+    """A run resumed by an earlier cnnctl holds a graph in each training process's logs/train file; TensorBoard's
+    loader printed "Found more than one graph event per run ..." for it on every load. Not on cnnctl's stderr."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    _, run = runs
+    copy = tmp_path / "runs" / "served" / run.path.name
+    shutil.copytree(run.path, copy)
+    train = copy / "logs" / "train"
+    (events,) = train.glob("events.out.tfevents.*")
+    graph = next(event for event in EventFileLoader(str(events)).Load() if event.HasField("graph_def"))
+    with open(train / "events.out.tfevents.1.earlier.0.v2", "wb") as f:  # read first: the run's own graph is second
+        RecordWriter(f).write(graph.SerializeToString())
+    process, url, _ = start(tmp_path / "runs", free_port())
+    try:
+        query = urllib.parse.urlencode({"run": f"served/{run.path.name}/logs/train", "tag": "epoch_loss"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the scalars follow the run's graph in its file
+            if f"served/{run.path.name}/logs/train" in get_json(url + "data/runs") \
+                    and len(get_json(url + "data/plugin/scalars/scalars?" + query)) == 2:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("TensorBoard did not load the run's training scalars in 60 s")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    stderr = process.stderr.read()
+    assert process.returncode == 0, stderr[-2000:]
+    assert "graph event" not in stderr, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == ["TensorBoard stopped"], stderr
 
 
 def test_a_busy_port_is_named(runs, tmp_path):

@@ -19,6 +19,7 @@ runs them without a custom build.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 
-from cnnctl._tfimport import tf
+from cnnctl._tfimport import native_log_path, native_stderr, tf
 from cnnctl.errors import CnnctlError, first_line
 from cnnctl.exports.format import Artifact, Format, Tolerance, float_tolerance
 from cnnctl.recipe.export_spec import ExportOptions
@@ -72,9 +73,13 @@ def write_tflite(serving: keras.Model, path: Path, options: TfliteOptions, data:
     with tempfile.TemporaryDirectory(prefix="cnnctl-tflite-") as saved:
         serving.export(saved, format="tf_saved_model", verbose=False)
         try:
-            content = _convert(saved, quantize, calibration)
+            # the converter's notices and MLIR diagnostics go to the run's native log; its errors are in the exception
+            with native_stderr(f"TFLite conversion ({quantize or 'float32'})", echo=False):
+                content = _convert(saved, quantize, calibration)
         except Exception as exc:  # the converter's ConverterError: an op TFLite has no built-in kernel for
-            raise CnnctlError(f"TFLite cannot convert this model: {_reason(exc)}") from None
+            log = native_log_path()
+            more = f" (the converter's own output: {log})" if log is not None else ""
+            raise CnnctlError(f"TFLite cannot convert this model: {_reason(exc)}{more}") from None
     path.write_bytes(content)
     return {} if calibration is None else {"calibration_examples": len(calibration)}
 
@@ -110,8 +115,14 @@ def load_tflite(path: Path, *, unsafe: bool = False) -> Artifact:
     (input_name,) = details["inputs"]
     outputs = sorted(details["outputs"], key=lambda name: int(name.rsplit("_", 1)[-1]))
 
+    started = False
+
     def predict(x: np.ndarray) -> list[np.ndarray]:
-        result = runner(**{input_name: x})
+        nonlocal started
+        # the first run creates the XNNPACK delegate, which says so on fd 2
+        with contextlib.nullcontext() if started else native_stderr("TFLite interpreter, first run"):
+            result = runner(**{input_name: x})
+        started = True
         return [result[name] for name in outputs]
 
     return Artifact(input_name, outputs, predict, runtime, {"signature": SIGNATURE})
