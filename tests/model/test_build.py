@@ -138,7 +138,7 @@ def test_check_counts_macs_of_cnnctl_layers():
     lrn, conv, se, graph = (layer["macs"] for layer in report["layers"])
     assert lrn == 0 and conv == 64 * 8 * 1
     assert se == 2 * 8 * 2  # squeeze 8 -> 2 and excite 2 -> 8, once per example
-    assert graph == 64 * 8 * 2 + 64 * 64 * 2  # X W, then A_hat on the 2-wide side
+    assert graph == 64 * 8 * 2 + 64 * 9 * 2  # X W, then A_hat's 3x3 stencil on the 2-wide side
 
 
 def test_the_recipe_stage_knows_every_layer_name_the_model_stage_builds():
