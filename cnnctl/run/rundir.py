@@ -142,8 +142,9 @@ def atomic_write_text(path: Path, text: str) -> Path:
         os.replace(tmp, path)
         fsync_folder(path.parent)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WriteError(f"cannot write {path}: {write_failure(exc)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # whatever failed (text with no UTF-8 encoding too): no half file left
     return path
 
 

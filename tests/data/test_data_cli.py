@@ -11,12 +11,14 @@ loads data imports TensorFlow and is marked slow. xfail(strict) cases are bugs.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cnnctl.recipe import load_recipe
 from tests import datafiles as files
 from tests.conftest import cli
 
@@ -169,11 +171,25 @@ def test_check_data_warns_about_imbalanced_classes(tmp_path, monkeypatch):
     assert "of 'dog'" in warning and "class_weight: balanced" in warning
 
 
+@pytest.mark.slow
 def test_the_imbalance_advice_is_a_recipe_key(tmp_path, monkeypatch):
-    (tmp_path / "recipe.yaml").write_text(
-        "name: t\nmodel: {input: [8, 8, 1], layers: [Flatten, {Dense: {units: 10, activation: softmax}}]}\n")
-    result = run_in(tmp_path, monkeypatch, "check", "recipe.yaml", "--set", "train.class_weight=balanced")
-    assert result.returncode == 0, result.stderr  # the key the warning above suggests exists
+    # The advice, taken word for word from the warning as a --set, is a key check takes and that weights the
+    # classes: the warning it answers is gone, and the weights (by index) reach the recipe train uses.
+    recipe = project(tmp_path, counts={"cat": 60, "dog": 10, "fish": 30})
+    warned = run_in(tmp_path, monkeypatch, "check", str(recipe), "--data")
+    warning = next(line for line in warned.stderr.splitlines() if "imbalanced" in line)
+    key, value = re.search(r"consider ([\w.]+): (\w+)$", warning).groups()
+    assert (key, value) == ("train.class_weight", "balanced")
+    advised = run_in(tmp_path, monkeypatch, "check", str(recipe), "--data", "--set", f"{key}={value}", "--json")
+    assert advised.returncode == 0, advised.stderr
+    assert "imbalanced" not in advised.stderr and json.loads(advised.stdout)["warnings"] == []
+    assert json.loads(advised.stdout)["data"]["imbalance"] == pytest.approx(6.0, rel=0.2)  # the same data
+    from cnnctl.training.preflight import prepare
+
+    plan = prepare(load_recipe(str(recipe), [f"{key}={value}"]))  # what train fits with
+    counts = plan.data.class_counts["train"]
+    weighted = [plan.class_weight[c] * counts[c] for c in range(3)]  # balanced: each class weighs the same
+    assert counts.max() / counts.min() > 5 and weighted == pytest.approx([counts.sum() / 3] * 3)
 
 
 # --- unreadable images ---------------------------------------------------------------------------

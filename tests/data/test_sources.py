@@ -352,14 +352,20 @@ def test_split_is_stratified_without_an_empty_class(tmp_path):  # the control of
     assert data.class_counts["test"].tolist() == data.class_counts["validation"].tolist() == [6, 6, 6]
 
 
-def test_few_examples_per_class_split_or_located_error(tmp_path):
+def test_few_examples_per_class_are_split_at_random_with_a_warning(tmp_path, capsys):
+    # 3 examples of each of 10 classes cannot fill a stratified test split of 6 and validation split of 3 (each
+    # would need every class): the build does not fail, it says so and splits at random, every example once.
     root = files.write_class_folders(tmp_path / "photos", dict.fromkeys("abcdefghij", 3))
-    try:
-        data = build(image_spec(root, image_size=[8, 8]))
-    except RecipeError as exc:
-        assert "data.split" in str(exc)
-    else:
-        assert sum(data.sizes.values()) == 30
+    data = build(image_spec(root, image_size=[8, 8]))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: 30 examples of 10 classes are too few, so the held-out splits cannot be "
+                        "stratified; splitting at random"]
+    assert data.sizes == {"train": 21, "validation": 3, "test": 6}  # the recipe's 20 % and 10 % all the same
+    assert sum(data.class_counts[split] for split in SPLITS).tolist() == [3] * 10  # each example in one split
+    train_labels = arrays(data, "train")[1].reshape(-1)
+    assert np.bincount(train_labels, minlength=10).tolist() == data.class_counts["train"].tolist()
+    again = build(image_spec(root, image_size=[8, 8]))  # at random, but by the recipe's seed
+    assert all(again.class_counts[s].tolist() == data.class_counts[s].tolist() for s in SPLITS)
 
 
 # --- npz -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnctl.cli import main
+from cnnctl.recipe import load_recipe
 from tests.conftest import run_cli
 from tests.recipe.test_malformed import Case, chain, expected_prefix
 
@@ -134,15 +135,42 @@ def test_bad_training_option_exits_2_located(command: str, case: Case, tmp_path:
     assert not runs.exists() or not any(runs.glob("*/*"))  # a rejected recipe leaves no run behind
 
 
+EVERY_OPTION = [
+    "epochs: 3",
+    "optimizer: {Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.0, warmup_target: 1.0e-3,",
+    "                                                 warmup_steps: 5, decay_steps: auto}}}}",
+    "callbacks: [{EarlyStopping: {patience: 2}}, TerminateOnNaN, {CSVLogger: {filename: log.csv}}]",
+    "class_weight: balanced", "mixed_precision: bfloat16", "jit_compile: false", "steps_per_execution: 2"]
+# Each option of EVERY_OPTION made wrong (old text, new text) and where check says so: check reads every one.
+ONE_WRONG = {
+    "train.epochs": ("epochs: 3", "epochs: 0"),
+    "train.optimizer.Adam.learning_rate.CosineDecay.decay_steps": ("decay_steps: auto", "decay_steps: -3"),
+    "train.callbacks[0].EarlyStopping": ("{patience: 2}", "{monitor: val_acuracy, patience: 2}"),
+    "train.callbacks[2].CSVLogger.filename": ("filename: log.csv", "filename: 7"),
+    "train.class_weight": ("class_weight: balanced", "class_weight: balance"),
+    "train.mixed_precision": ("mixed_precision: bfloat16", "mixed_precision: float64"),
+    "train.jit_compile": ("jit_compile: false", "jit_compile: sometimes"),
+    "train.steps_per_execution": ("steps_per_execution: 2", "steps_per_execution: 0"),
+}
+
+
 def test_check_accepts_every_training_option(write_recipe):
-    path = write_recipe(with_train(
-        "epochs: 3",
-        "optimizer: {Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.0, warmup_target: 1.0e-3,",
-        "                                                 warmup_steps: 5, decay_steps: auto}}}}",
-        "callbacks: [{EarlyStopping: {patience: 2}}, TerminateOnNaN, {CSVLogger: {filename: log.csv}}]",
-        "class_weight: balanced", "mixed_precision: bfloat16", "jit_compile: false", "steps_per_execution: 2"))
-    result = CliRunner().invoke(main, ["check", str(path)])
+    # Accepted, without a word against any of them, and kept as written: none was passed over unread, for each
+    # one made wrong is refused at its key.
+    path = write_recipe(with_train(*EVERY_OPTION))
+    result = CliRunner().invoke(main, ["check", str(path), "--json"])
     assert result.exit_code == 0, result.stderr
+    assert result.stderr == "" and json.loads(result.stdout)["warnings"] == []
+    train = load_recipe(str(path)).train
+    assert (train.epochs, train.class_weight, train.mixed_precision, train.jit_compile,
+            train.steps_per_execution) == (3, "balanced", "bfloat16", False, 2)
+    text = path.read_text()
+    for i, (key, (right, wrong)) in enumerate(ONE_WRONG.items()):
+        assert text.count(right) == 1, right
+        wrong_path = write_recipe(text.replace(right, wrong), name=f"wrong_{i}.yaml")
+        refused = CliRunner().invoke(main, ["check", str(wrong_path)])
+        assert refused.exit_code == 2, (key, refused.output)
+        assert f": {key}" in refused.stderr.splitlines()[0], (key, refused.stderr)
 
 
 EARLY_STOP = with_train(
