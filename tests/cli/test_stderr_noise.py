@@ -43,9 +43,24 @@ def test_tflite_exports_float_and_int8_print_only_cnnctls_lines(digits_run, tmp_
     assert "--- " in log and "TFLite conversion (int8)" in log  # each capture under a header
 
 
+# `cnnctl export tflite RUN` with the format's refusal of recurrent layers that are not unrolled taken away, so that
+# the real converter gets such a model and fails as it does for any model it cannot take.
+UNREFUSED_EXPORT = """
+import dataclasses, sys
+from cnnctl.registry import FORMATS
+tflite = FORMATS.get("tflite")
+FORMATS.unregister("tflite")
+FORMATS.register(dataclasses.replace(tflite, refuses=None))
+from cnnctl.cli import main
+sys.argv = ["cnnctl", "export", "tflite", sys.argv[1]]
+main()
+"""
+
+
 def test_a_failed_conversion_says_only_cnnctls_reason(tmp_path):
-    """A GRU that is not unrolled: the converter's MLIR diagnostics advise Select TF ops, which cnnctl's TFLite
-    cannot run; only cnnctl's message (use `unroll: true`) reaches stderr."""
+    """A GRU that is not unrolled (which check and export refuse before converting; refusal taken away here): the
+    converter's MLIR diagnostics advise Select TF ops, which cnnctl's TFLite cannot run; only cnnctl's message (use
+    `unroll: true`) reaches stderr."""
     run = train_text(textwrap.dedent("""
         name: rolled
         data: {source: digits, batch_size: 256}
@@ -57,7 +72,9 @@ def test_a_failed_conversion_says_only_cnnctls_reason(tmp_path):
             - Dense: {units: 10, activation: softmax}
         train: {epochs: 1}
         """), tmp_path / "runs")
-    result = run_cli("export", "tflite", str(run))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as run_cli
+    result = subprocess.run([sys.executable, "-c", UNREFUSED_EXPORT, str(run)], env=env, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: TFLite cannot convert this model: "), result.stderr

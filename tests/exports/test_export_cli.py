@@ -108,7 +108,7 @@ def test_a_run_with_cnnctls_own_layers_exports_and_evaluates_in_a_fresh_process(
         assert "checked against Keras" in invoke("export", fmt, custom)
 
 
-def test_an_lstm_tflite_export_fails_cleanly_with_what_to_do(tmp_path):
+def test_an_lstm_tflite_export_is_refused_with_what_to_do(tmp_path):
     from click.testing import CliRunner
 
     from cnnctl.cli import main
@@ -116,11 +116,10 @@ def test_an_lstm_tflite_export_fails_cleanly_with_what_to_do(tmp_path):
 
     rows = write_npz(tmp_path / "rows.npz", x=lambda x, y: x, y=lambda x, y: y)  # [N, 8, 8]: 8 rows of 8 pixels
     run = trained(LSTM.format(path=rows), tmp_path)
-    result = CliRunner().invoke(main, ["export", "tflite", run])
-    assert result.exit_code in (0, 1) and "Traceback" not in result.output
-    if result.exit_code == 1:  # TF 2.21's converter needs unrolled recurrent layers
-        assert "unroll: true" in result.stderr and "loc(" not in result.stderr
-        assert not any(p.startswith(".") for p in os.listdir(os.path.join(run, "export")))
+    result = CliRunner().invoke(main, ["export", "tflite", run])  # TF 2.21's converter needs them unrolled
+    assert result.exit_code == 2 and "Traceback" not in result.output  # refused before converting
+    assert "give it `unroll: true`" in result.stderr and "loc(" not in result.stderr
+    assert not os.path.exists(os.path.join(run, "export", "model.tflite"))
 
 
 def test_a_single_logit_is_read_as_two_classes_by_the_check(tmp_path):
