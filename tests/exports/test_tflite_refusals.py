@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import keras
 import pytest
+from click.testing import CliRunner
 
-from tests.conftest import run_cli
+from cnnctl.cli import main
 
 RECIPE = """\
 name: rnn
@@ -32,11 +33,11 @@ export:
 def test_check_refuses_a_recurrent_layer_not_unrolled_for_tflite(tmp_path, layer, export, refused):
     recipe = tmp_path / "rnn.yaml"
     recipe.write_text(RECIPE.format(layer=layer, export=export))
-    result = run_cli("check", str(recipe))
+    result = CliRunner().invoke(main, ["check", str(recipe)])
     if refused is None:
-        assert result.returncode == 0, result.stderr
+        assert result.exit_code == 0, result.output
         return
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and "Traceback" not in result.output
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert line.startswith(f"error: {recipe}:11:") and "export[1]: TFLite cannot convert the recurrent layer " in line
     assert refused in line and "give it `unroll: true`" in line
